@@ -1,0 +1,131 @@
+//! The REST layer: a client typed by the generated OpenAPI schema, plus chatd's error handling.
+import { Injectable, InjectionToken, inject } from '@angular/core';
+import createClient, { type Middleware } from 'openapi-fetch';
+import type { ChatSummary, Message, MessagePage, Token, UserSummary, paths } from './generated/schema';
+import { Session } from '../core/session';
+
+export type { ChatSummary, Message, MessagePage, Token, UserSummary };
+
+/** A failed API call: the server's stable `code` and human `message`, or `network` when unreachable. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** The fetch used for API calls; tests replace it. */
+export const API_FETCH = new InjectionToken<(request: Request) => Promise<Response>>('API_FETCH', {
+  providedIn: 'root',
+  factory: () => (request: Request) => globalThis.fetch(request),
+});
+
+interface Outcome<T> {
+  data?: T;
+  error?: unknown;
+  response: Response;
+}
+
+function toApiError(status: number, error: unknown): ApiError {
+  if (error && typeof error === 'object' && 'code' in error) {
+    const { code, message } = error as { code: unknown; message?: unknown };
+    return new ApiError(status, String(code), typeof message === 'string' ? message : String(code));
+  }
+  return new ApiError(status, status >= 500 ? 'server_error' : 'unexpected', `The server answered ${status}.`);
+}
+
+@Injectable({ providedIn: 'root' })
+export class Api {
+  private readonly session = inject(Session);
+  private readonly client = createClient<paths>({
+    baseUrl: globalThis.location?.origin ?? '',
+    fetch: inject(API_FETCH),
+  });
+
+  constructor() {
+    const auth: Middleware = {
+      onRequest: ({ request }) => {
+        const token = this.session.token();
+        if (token && !request.headers.has('Authorization')) {
+          request.headers.set('Authorization', `Bearer ${token}`);
+        }
+        return request;
+      },
+      onResponse: ({ request, response }) => {
+        // A rejected token means the session is over (expired or signed out elsewhere).
+        if (response.status === 401 && request.headers.has('Authorization')) {
+          this.session.end('Your session has ended. Please sign in again.');
+        }
+        return response;
+      },
+    };
+    this.client.use(auth);
+  }
+
+  private async call<T>(pending: Promise<Outcome<T>>): Promise<T> {
+    let outcome: Outcome<T>;
+    try {
+      outcome = await pending;
+    } catch {
+      throw new ApiError(0, 'network', 'Can’t reach chatd. Check your connection.');
+    }
+    if (outcome.error !== undefined || !outcome.response.ok) {
+      throw toApiError(outcome.response.status, outcome.error);
+    }
+    return outcome.data as T;
+  }
+
+  signup(username: string, password: string) {
+    return this.call(this.client.POST('/api/signup', { body: { username, password } }));
+  }
+
+  signin(username: string, password: string): Promise<Token> {
+    return this.call(this.client.POST('/api/signin', { body: { username, password } }));
+  }
+
+  async signout(token: string): Promise<void> {
+    await this.call(
+      this.client.POST('/api/signout', { headers: { Authorization: `Bearer ${token}` } }),
+    );
+  }
+
+  me() {
+    return this.call(this.client.GET('/api/me'));
+  }
+
+  chats(): Promise<ChatSummary[]> {
+    return this.call(this.client.GET('/api/chats_history'));
+  }
+
+  users(q: string, limit = 20): Promise<UserSummary[]> {
+    return this.call(this.client.GET('/api/users', { params: { query: { q, limit } } }));
+  }
+
+  messages(username: string, page: { before?: number; after?: number; limit?: number } = {}): Promise<MessagePage> {
+    return this.call(
+      this.client.GET('/api/messages/{username}', { params: { path: { username }, query: page } }),
+    );
+  }
+
+  send(username: string, body: string, clientId: string): Promise<Message> {
+    return this.call(
+      this.client.POST('/api/messages/{username}', {
+        params: { path: { username } },
+        body: { body, client_id: clientId },
+      }),
+    );
+  }
+
+  async markRead(username: string, upTo: number): Promise<void> {
+    await this.call(
+      this.client.POST('/api/messages/{username}/read', {
+        params: { path: { username } },
+        body: { up_to: upTo },
+      }),
+    );
+  }
+}

@@ -1,0 +1,66 @@
+//! The signed-in layout: connection banner, conversation sidebar and the open conversation.
+import {
+  ChangeDetectionStrategy,
+  Component,
+  DestroyRef,
+  computed,
+  effect,
+  inject,
+  signal,
+} from '@angular/core';
+import { Router, RouterOutlet } from '@angular/router';
+import { Api } from '../api/api';
+import { Attention } from '../core/attention';
+import { ChatStore } from '../core/chat-store';
+import { Session } from '../core/session';
+import { Sidebar } from './sidebar';
+
+@Component({
+  selector: 'app-chat-shell',
+  imports: [RouterOutlet, Sidebar],
+  templateUrl: './chat-shell.html',
+  styleUrl: './chat-shell.css',
+  changeDetection: ChangeDetectionStrategy.OnPush,
+})
+export class ChatShell {
+  protected readonly store = inject(ChatStore);
+  protected readonly attention = inject(Attention);
+  private readonly session = inject(Session);
+  private readonly api = inject(Api);
+  private readonly router = inject(Router);
+
+  private readonly now = signal(Date.now());
+  protected readonly banner = computed(() => {
+    const state = this.store.connection();
+    if (state === 'offline') return { text: 'You’re offline. Messages will send when the connection returns.', retry: false };
+    if (state !== 'reconnecting') return null;
+    const at = this.store.retryAt();
+    const seconds = at ? Math.max(0, Math.ceil((at - this.now()) / 1000)) : 0;
+    return { text: seconds > 0 ? `Reconnecting in ${seconds} s…` : 'Reconnecting…', retry: true };
+  });
+  protected readonly paneOpen = computed(() => this.store.active() !== null);
+
+  constructor() {
+    void this.store.start();
+    const tick = setInterval(() => this.now.set(Date.now()), 1000);
+    inject(DestroyRef).onDestroy(() => {
+      clearInterval(tick);
+      this.store.stop();
+    });
+    // The session can end elsewhere (expired token, another tab): leave for the sign-in page.
+    effect(() => {
+      if (!this.session.current()) void this.router.navigateByUrl('/signin');
+    });
+  }
+
+  protected reconnect(): void {
+    this.store.reconnect();
+  }
+
+  async signOut(): Promise<void> {
+    const token = this.session.token();
+    this.store.stop();
+    if (token) await this.api.signout(token).catch(() => undefined);
+    this.session.end();
+  }
+}

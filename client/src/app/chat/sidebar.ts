@@ -1,0 +1,110 @@
+//! The sidebar: who I am, the conversation list, and people search for new conversations.
+import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, output, signal } from '@angular/core';
+import { RouterLink } from '@angular/router';
+import { ApiError, type UserSummary } from '../api/api';
+import { Attention } from '../core/attention';
+import { ChatStore, lastMessage, type Conversation } from '../core/chat-store';
+import { listTime } from '../core/time';
+import { Avatar } from '../ui/avatar';
+
+interface Row {
+  peer: string;
+  online: boolean;
+  unread: number;
+  preview: string;
+  fromMe: boolean;
+  time: string;
+  iso: string;
+  typing: boolean;
+}
+
+const SEARCH_DEBOUNCE_MS = 200;
+
+@Component({
+  selector: 'app-sidebar',
+  imports: [RouterLink, Avatar],
+  templateUrl: './sidebar.html',
+  styleUrl: './sidebar.css',
+  changeDetection: ChangeDetectionStrategy.OnPush,
+})
+export class Sidebar {
+  protected readonly store = inject(ChatStore);
+  protected readonly attention = inject(Attention);
+  readonly signOut = output<void>();
+
+  protected readonly query = signal('');
+  protected readonly results = signal<UserSummary[] | null>(null);
+  protected readonly searching = signal(false);
+  protected readonly searchError = signal<string | null>(null);
+  private searchTimer: ReturnType<typeof setTimeout> | null = null;
+  private searchSeq = 0;
+  private readonly clock = signal(Date.now());
+
+  protected readonly rows = computed<Row[]>(() => {
+    const now = new Date(this.clock());
+    const me = this.store.me();
+    return this.store.conversations().map((c: Conversation) => {
+      const last = lastMessage(c);
+      return {
+        peer: c.peer,
+        online: c.online,
+        unread: c.unread,
+        preview: last?.body ?? 'No messages yet',
+        fromMe: last?.from === me,
+        time: last ? listTime(last.createdAt, now) : '',
+        iso: last?.createdAt ?? '',
+        typing: c.typing,
+      };
+    });
+  });
+
+  constructor() {
+    const timer = setInterval(() => this.clock.set(Date.now()), 60_000);
+    inject(DestroyRef).onDestroy(() => {
+      clearInterval(timer);
+      if (this.searchTimer) clearTimeout(this.searchTimer);
+    });
+  }
+
+  protected onQuery(value: string): void {
+    this.query.set(value);
+    if (this.searchTimer) clearTimeout(this.searchTimer);
+    const q = value.trim();
+    if (!q) {
+      this.searchSeq++;
+      this.results.set(null);
+      this.searching.set(false);
+      this.searchError.set(null);
+      return;
+    }
+    this.searching.set(true);
+    this.searchTimer = setTimeout(() => void this.search(q), SEARCH_DEBOUNCE_MS);
+  }
+
+  private async search(q: string): Promise<void> {
+    const seq = ++this.searchSeq;
+    try {
+      const users = await this.store.searchUsers(q);
+      if (seq !== this.searchSeq) return;
+      this.results.set(users);
+      this.searchError.set(null);
+    } catch (e) {
+      if (seq !== this.searchSeq) return;
+      this.searchError.set(e instanceof ApiError ? e.message : 'Search failed.');
+    } finally {
+      if (seq === this.searchSeq) this.searching.set(false);
+    }
+  }
+
+  protected clearSearch(): void {
+    this.onQuery('');
+  }
+
+  protected onSearchKey(event: KeyboardEvent): void {
+    if (event.key === 'Escape') this.clearSearch();
+  }
+
+  protected unreadLabel(n: number): string {
+    return n === 1 ? '1 unread message' : `${n} unread messages`;
+  }
+}

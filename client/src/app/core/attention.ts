@@ -1,0 +1,54 @@
+//! Getting the user's attention: unread count in the tab title, notifications while the tab is hidden.
+import { Injectable, computed, effect, inject, signal } from '@angular/core';
+import { Title } from '@angular/platform-browser';
+import { Router } from '@angular/router';
+import { ChatStore, type ChatMessage } from './chat-store';
+
+export const APP_TITLE = 'chatd';
+
+export function titleFor(unread: number): string {
+  return unread > 0 ? `(${unread > 99 ? '99+' : unread}) ${APP_TITLE}` : APP_TITLE;
+}
+
+type Permission = NotificationPermission | 'unsupported';
+
+function currentPermission(): Permission {
+  return typeof Notification === 'undefined' ? 'unsupported' : Notification.permission;
+}
+
+@Injectable({ providedIn: 'root' })
+export class Attention {
+  private readonly store = inject(ChatStore);
+  private readonly router = inject(Router);
+  private readonly title = inject(Title);
+
+  readonly permission = signal<Permission>(currentPermission());
+  /** Offer the button only while the browser would still ask. */
+  readonly canAsk = computed(() => this.permission() === 'default');
+
+  constructor() {
+    effect(() => this.title.setTitle(titleFor(this.store.totalUnread())));
+    this.store.onIncoming((m) => this.notify(m));
+  }
+
+  /** Must be called from a user gesture: browsers ignore (or penalise) prompts on load. */
+  async askPermission(): Promise<void> {
+    if (typeof Notification === 'undefined') return;
+    try {
+      this.permission.set(await Notification.requestPermission());
+    } catch {
+      this.permission.set(currentPermission());
+    }
+  }
+
+  private notify(message: ChatMessage): void {
+    if (this.permission() !== 'granted' || document.visibilityState !== 'hidden') return;
+    const body = message.body.length > 140 ? `${message.body.slice(0, 139)}…` : message.body;
+    const notification = new Notification(message.from, { body, tag: `chatd:${message.from}` });
+    notification.onclick = () => {
+      globalThis.focus();
+      void this.router.navigate(['/c', message.from]);
+      notification.close();
+    };
+  }
+}
