@@ -1,10 +1,17 @@
 //! The REST layer: a client typed by the generated OpenAPI schema, plus chatd's error handling.
 import { Injectable, InjectionToken, inject } from '@angular/core';
 import createClient, { type Middleware } from 'openapi-fetch';
-import type { ChatSummary, Message, MessagePage, Token, UserSummary, paths } from './generated/schema';
+import type { paths } from './generated/schema';
 import { Session } from '../core/session';
 
-export type { ChatSummary, Message, MessagePage, Token, UserSummary };
+/** The JSON body of a response, taken from the generated schema whatever the schema calls it. */
+type JsonOf<R> = R extends { content: infer C } ? C[keyof C] : never;
+
+export type Token = JsonOf<paths['/api/signin']['post']['responses'][200]>;
+export type ChatSummary = JsonOf<paths['/api/chats_history']['get']['responses'][200]>[number];
+export type UserSummary = JsonOf<paths['/api/users']['get']['responses'][200]>[number];
+export type MessagePage = JsonOf<paths['/api/messages/{username}']['get']['responses'][200]>;
+export type Message = MessagePage['messages'][number];
 
 /** A failed API call: the server's stable `code` and human `message`, or `network` when unreachable. */
 export class ApiError extends Error {

@@ -1,0 +1,237 @@
+import { TestBed } from '@angular/core/testing';
+import { Api } from '../api/api';
+import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
+import { ChatStore, mergeById, unreadStart, type ChatMessage } from './chat-store';
+import { SOCKET_FACTORY } from './realtime';
+import { Session } from './session';
+
+describe('ChatStore', () => {
+  let api: FakeApi;
+  let store: ChatStore;
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    localStorage.clear();
+    FakeSocket.created = [];
+    api = new FakeApi();
+    TestBed.configureTestingModule({
+      providers: [
+        { provide: Api, useValue: api },
+        { provide: SOCKET_FACTORY, useValue: (url: string) => new FakeSocket(url) },
+      ],
+    });
+    TestBed.inject(Session).start({ token: 'tok', username: 'alice' });
+    store = TestBed.inject(ChatStore);
+  });
+
+  afterEach(() => {
+    store.stop();
+    vi.useRealTimers();
+  });
+
+  async function startConnected(lastId = 0): Promise<FakeSocket> {
+    await store.start();
+    const socket = FakeSocket.latest();
+    socket.open();
+    socket.receive({ type: 'ready', username: 'alice', last_id: lastId });
+    return socket;
+  }
+
+  function flush(): void {
+    TestBed.tick();
+  }
+
+  it('lists conversations from the server, most recent first, with presence and unread', async () => {
+    api.chatsResult = [
+      { username: 'carol', online: false, unread: 0, last_message: message('alice', 'carol', 'old', { id: 3 }) },
+      { username: 'bob', online: true, unread: 2, last_message: message('bob', 'alice', 'new', { id: 9 }) },
+    ];
+    await startConnected(9);
+    expect(store.conversations().map((c) => [c.peer, c.online, c.unread])).toEqual([
+      ['bob', true, 2],
+      ['carol', false, 0],
+    ]);
+    expect(store.totalUnread()).toBe(2);
+  });
+
+  it('syncs from the newest id it knows after every (re)connect, with no duplicates', async () => {
+    api.chatsResult = [{ username: 'bob', online: true, unread: 0, last_message: message('bob', 'alice', 'hi', { id: 41 }) }];
+    const first = await startConnected(41);
+    expect(first.sentOfType('sync')).toEqual([{ type: 'sync', after: 41 }]);
+
+    first.receive({ type: 'receive_message', message: message('bob', 'alice', 'one', { id: 42 }) });
+    first.drop();
+    vi.advanceTimersByTime(1000);
+    const second = FakeSocket.latest();
+    second.open();
+    second.receive({ type: 'ready', username: 'alice', last_id: 44 });
+    expect(second.sentOfType('sync')).toEqual([{ type: 'sync', after: 42 }]);
+    // The catch-up repeats 42 (already shown) and brings 43 and 44.
+    for (const id of [42, 43, 44]) second.receive({ type: 'receive_message', message: message('bob', 'alice', `m${id}`, { id }) });
+    second.receive({ type: 'sync_done', last_id: 44 });
+    expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([41, 42, 43, 44]);
+    expect(store.conversation('bob')!.unread).toBe(3);
+  });
+
+  it('shows a message as sending until the ack, then sent, keeping its key', async () => {
+    const socket = await startConnected();
+    store.send('bob', '  hello  ');
+    const pending = store.conversation('bob')!.outbox[0];
+    expect(pending).toMatchObject({ body: 'hello', state: 'sending', id: null });
+    const frame = socket.sentOfType('send_message')[0];
+    expect(frame).toEqual({ type: 'send_message', to: 'bob', body: 'hello', client_id: pending.clientId });
+
+    socket.receive({ type: 'ack', client_id: pending.clientId!, message: message('alice', 'bob', 'hello', { id: 5, client_id: pending.clientId! }) });
+    const c = store.conversation('bob')!;
+    expect(c.outbox).toEqual([]);
+    expect(c.messages).toHaveLength(1);
+    expect(c.messages[0]).toMatchObject({ id: 5, state: 'sent', key: pending.key });
+  });
+
+  it('marks an unacknowledged message failed and retries it with the same client id', async () => {
+    const socket = await startConnected();
+    store.send('bob', 'are you there?');
+    const clientId = store.conversation('bob')!.outbox[0].clientId!;
+    vi.advanceTimersByTime(10_000);
+    expect(store.conversation('bob')!.outbox[0].state).toBe('failed');
+
+    store.retry('bob', clientId);
+    expect(store.conversation('bob')!.outbox[0].state).toBe('sending');
+    const sends = socket.sentOfType('send_message');
+    expect(sends.map((f) => f.client_id)).toEqual([clientId, clientId]);
+    // The server had stored the first attempt: the resend acks the same message; it is shown once.
+    const stored = message('alice', 'bob', 'are you there?', { id: 8, client_id: clientId });
+    socket.receive({ type: 'ack', client_id: clientId, message: stored });
+    socket.receive({ type: 'ack', client_id: clientId, message: stored });
+    expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([8]);
+    expect(store.conversation('bob')!.outbox).toEqual([]);
+  });
+
+  it('fails a message the server refuses, with the reason', async () => {
+    const socket = await startConnected();
+    store.send('bob', 'x');
+    const clientId = store.conversation('bob')!.outbox[0].clientId!;
+    socket.receive({ type: 'error', code: 'invalid_body', message: 'body is too long', client_id: clientId });
+    expect(store.conversation('bob')!.outbox[0]).toMatchObject({ state: 'failed', error: 'body is too long' });
+  });
+
+  it('sends over REST while the socket is down and resends unacked messages after reconnecting', async () => {
+    await store.start();
+    api.sendImpl = (peer, body, clientId) => Promise.resolve(message('alice', peer, body, { id: 12, client_id: clientId }));
+    store.send('bob', 'via rest');
+    await settle();
+    expect(api.sends).toHaveLength(1);
+    expect(store.conversation('bob')!.messages.map((m) => [m.id, m.state])).toEqual([[12, 'sent']]);
+
+    const socket = FakeSocket.latest();
+    socket.open();
+    socket.receive({ type: 'ready', username: 'alice', last_id: 12 });
+    store.send('bob', 'lost ack');
+    const clientId = store.conversation('bob')!.outbox[0].clientId!;
+    socket.drop();
+    vi.advanceTimersByTime(1000);
+    const next = FakeSocket.latest();
+    next.open();
+    next.receive({ type: 'ready', username: 'alice', last_id: 13 });
+    expect(next.sentOfType('send_message').map((f) => f.client_id)).toEqual([clientId]);
+  });
+
+  it('counts unread messages, clears them when read on screen, and tells the server', async () => {
+    const socket = await startConnected();
+    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'a', { id: 20 }) });
+    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'b', { id: 21 }) });
+    expect(store.totalUnread()).toBe(2);
+    expect(store.conversation('bob')!.unreadFrom).toBe(20);
+
+    store.open('bob');
+    store.setViewport('bob', true);
+    flush();
+    await settle();
+    expect(store.totalUnread()).toBe(0);
+    expect(socket.sentOfType('read')).toEqual([{ type: 'read', peer: 'bob', up_to: 21 }]);
+  });
+
+  it('does not count messages as read while scrolled away from them', async () => {
+    const socket = await startConnected();
+    store.open('bob');
+    store.setViewport('bob', false);
+    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'a', { id: 30 }) });
+    flush();
+    await settle();
+    expect(store.totalUnread()).toBe(1);
+    store.setViewport('bob', true);
+    flush();
+    await settle();
+    expect(store.totalUnread()).toBe(0);
+  });
+
+  it('tracks presence, typing and read receipts from frames', async () => {
+    api.chatsResult = [{ username: 'bob', online: false, unread: 0, last_message: message('alice', 'bob', 'x', { id: 2 }) }];
+    const socket = await startConnected(2);
+    socket.receive({ type: 'online_users', users: ['bob'] });
+    expect(store.conversation('bob')!.online).toBe(true);
+    socket.receive({ type: 'presence', username: 'bob', online: false });
+    expect(store.conversation('bob')!.online).toBe(false);
+    expect(store.isOnline('bob')).toBe(false);
+
+    socket.receive({ type: 'typing', from: 'bob' });
+    expect(store.conversation('bob')!.typing).toBe(true);
+    vi.advanceTimersByTime(6_000);
+    expect(store.conversation('bob')!.typing).toBe(false);
+
+    socket.receive({ type: 'read', peer: 'bob', up_to: 2 });
+    expect(store.conversation('bob')!.peerReadUpTo).toBe(2);
+  });
+
+  it('sends typing at most every three seconds', async () => {
+    const socket = await startConnected();
+    store.typing('bob');
+    store.typing('bob');
+    vi.advanceTimersByTime(2_000);
+    store.typing('bob');
+    vi.advanceTimersByTime(1_500);
+    store.typing('bob');
+    expect(socket.sentOfType('typing')).toHaveLength(2);
+  });
+
+  it('loads history once and older pages before the oldest id', async () => {
+    await startConnected();
+    const newest = Array.from({ length: 3 }, (_, i) => message('bob', 'alice', `n${i}`, { id: 100 + i }));
+    api.pages.set('bob:', { messages: newest, has_more: true });
+    api.pages.set('bob:100', { messages: [message('bob', 'alice', 'old', { id: 60 })], has_more: false });
+    store.open('bob');
+    await settle();
+    expect(store.conversation('bob')).toMatchObject({ historyLoaded: true, hasMore: true });
+    expect(await store.loadOlder('bob')).toBe(true);
+    expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([60, 100, 101, 102]);
+    expect(store.conversation('bob')!.hasMore).toBe(false);
+    expect(await store.loadOlder('bob')).toBe(false);
+    expect(api.pageRequests).toEqual([{ peer: 'bob', before: undefined }, { peer: 'bob', before: 100 }]);
+  });
+
+  it('notifies listeners of new incoming messages only', async () => {
+    const seen: string[] = [];
+    store.onIncoming((m) => seen.push(m.body));
+    const socket = await startConnected();
+    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'ping', { id: 50 }) });
+    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'ping', { id: 50 }) });
+    socket.receive({ type: 'receive_message', message: message('alice', 'bob', 'from my phone', { id: 51 }) });
+    expect(seen).toEqual(['ping']);
+  });
+});
+
+describe('message list helpers', () => {
+  const m = (id: number, from = 'bob'): ChatMessage => ({
+    key: `m:${id}`, id, from, to: 'alice', body: '', createdAt: '', clientId: null, state: 'sent',
+  });
+
+  it('merges by id, in order, without duplicates', () => {
+    expect(mergeById([m(1), m(3)], [m(2), m(3), m(5)]).map((x) => x.id)).toEqual([1, 2, 3, 5]);
+  });
+
+  it('finds where the unread run starts', () => {
+    expect(unreadStart([m(1), m(2, 'alice'), m(3), m(4)], 'bob', 2)).toBe(3);
+    expect(unreadStart([m(1)], 'bob', 5)).toBe(1);
+    expect(unreadStart([m(1)], 'bob', 0)).toBeNull();
+  });
+});
