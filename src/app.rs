@@ -1,0 +1,31 @@
+//! The application: configuration, storage and the services that the HTTP API, the WebSocket
+//! and the CLI all call.
+use std::sync::Arc;
+
+use crate::{
+    config::Config,
+    domain::{accounts::Accounts, chat::Chat},
+    realtime::hub::Hub,
+    store::Store,
+};
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub accounts: Accounts,
+    pub chat: Chat,
+    pub hub: Arc<Hub>,
+}
+
+impl App {
+    /// Opens the database, applies pending migrations and starts the message pipeline.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let store = Store::open(&config).await?;
+        store.migrate().await?;
+        let accounts = Accounts::new(store.clone(), &config)?;
+        let hub = Arc::new(Hub::new());
+        let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone()).await?;
+        Ok(Self { config: Arc::new(config), store, accounts, chat, hub })
+    }
+}

@@ -1,0 +1,28 @@
+//! The subcommands. Each is a thin adapter over the same services the HTTP API uses.
+mod db;
+mod export;
+mod serve;
+mod user;
+
+use crate::{
+    cli::{Cli, Command},
+    config::Config,
+};
+
+pub use export::export;
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Openapi = cli.command {
+        println!("{}", crate::http::api::service().spec());
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    crate::telemetry::init(&config.log);
+    match cli.command {
+        Command::Serve => serve::serve(config).await,
+        Command::User { command } => user::run(config, command).await,
+        Command::Db { command } => db::run(config, command).await,
+        Command::Export { output } => export::run(config, &output).await,
+        Command::Openapi => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,35 @@
+//! `chatd serve`: migrate, bind, serve until SIGINT or SIGTERM.
+use anyhow::Context;
+
+use crate::{App, config::Config};
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen_addr();
+    let app = App::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %app.config.data_dir.display(), "chatd is listening on http://{address}");
+    crate::http::serve(listener, app, shutdown_signal()).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

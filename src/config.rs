@@ -1,0 +1,196 @@
+//! Configuration: built-in defaults < `config.toml` < `CHATD_*` environment variables (nested with `__`).
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that belong to the CLI, not to the configuration tree.
+const NON_CONFIG_VARS: &[&str] = &["CONFIG", "PASSWORD"];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address and port the server listens on.
+    pub listen: String,
+    /// Directory for `chat.db` and the generated signing secret.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub websocket: WebSocketConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// A sea-orm SQLite URL; empty means `sqlite://<data_dir>/chat.db`.
+    pub url: String,
+    /// SQLite `synchronous` setting: `full` survives power loss, `normal` survives a process crash.
+    pub synchronous: String,
+    /// How long a connection waits on a locked database before giving up.
+    pub busy_timeout_ms: u64,
+    /// Read connections (writes always go through one connection).
+    pub read_connections: u32,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Lifetime of a sign-in token, in seconds.
+    pub token_ttl_secs: u64,
+    /// HMAC secret for tokens; empty means "generate one into the data directory on first start".
+    pub jwt_secret: String,
+}
+
+impl fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("jwt_secret", &if self.jwt_secret.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSocketConfig {
+    /// Browser origins allowed besides the server's own, e.g. `https://chat.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// Seconds a new socket has to send its `auth` frame.
+    pub auth_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Largest accepted HTTP request body and WebSocket frame, in bytes.
+    pub max_request_bytes: usize,
+    /// Longest message body, in characters after trimming.
+    pub max_message_chars: usize,
+    /// Largest page of messages one history request may ask for.
+    pub max_page_size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `chatd=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:3000".into(),
+            data_dir: PathBuf::from("."),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            websocket: WebSocketConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: String::new(), synchronous: "full".into(), busy_timeout_ms: 5000, read_connections: 4 }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { token_ttl_secs: 7 * 24 * 3600, jwt_secret: String::new() }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self { allowed_origins: Vec::new(), auth_timeout_secs: 5 }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_request_bytes: 64 * 1024, max_message_chars: 4000, max_page_size: 100 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: "text".into(), level: "info".into() }
+    }
+}
+
+impl Config {
+    /// Loads the layered configuration; `file` is the `-c/--config` path (or `CHATD_CONFIG`).
+    /// A missing default `config.toml` is fine; a missing file that was asked for is an error.
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None => figment = figment.merge(Toml::file("config.toml")),
+        }
+        let figment = figment.merge(Env::prefixed("CHATD_").ignore(NON_CONFIG_VARS).split("__"));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults with everything kept under `data_dir`: what tests and quick starts want.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), listen: "127.0.0.1:0".into(), ..Self::default() }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<SocketAddr>()
+            .with_context(|| format!("listen: `{}` is not an address like 0.0.0.0:3000", self.listen))?;
+        if !matches!(self.database.synchronous.as_str(), "full" | "normal" | "extra") {
+            bail!("database.synchronous must be `full`, `normal` or `extra`");
+        }
+        if self.database.read_connections == 0 {
+            bail!("database.read_connections must be at least 1");
+        }
+        if self.auth.token_ttl_secs < 60 {
+            bail!("auth.token_ttl_secs must be at least 60");
+        }
+        if !self.auth.jwt_secret.is_empty() && self.auth.jwt_secret.len() < 32 {
+            bail!("auth.jwt_secret must be at least 32 characters (or empty to generate one)");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format must be `text` or `json`");
+        }
+        if self.limits.max_request_bytes < 1024 {
+            bail!("limits.max_request_bytes must be at least 1024");
+        }
+        if self.limits.max_message_chars == 0 || self.limits.max_page_size == 0 {
+            bail!("limits.max_message_chars and limits.max_page_size must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("chat.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated at load")
+    }
+}

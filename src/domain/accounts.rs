@@ -1,0 +1,205 @@
+//! Accounts and sessions: sign-up, sign-in, sign-out, and turning a token back into a user.
+//!
+//! A token is a JWT (HS256, pinned) naming a session row; signing out revokes that row, so the
+//! token stops working at once while the user's other devices stay signed in.
+use std::{
+    io::Write,
+    path::Path,
+    sync::{Arc, OnceLock},
+};
+
+use anyhow::Context;
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::{CurrentUser, Password, UserSummary, Username, now_millis};
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    store::{Store, entities::user, users},
+};
+
+const SECRET_FILE: &str = "jwt-secret";
+
+/// A signed-in session handed to the client.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub username: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    /// The username, for humans reading a token; the server trusts `sid` only.
+    sub: String,
+    sid: String,
+    iat: u64,
+    exp: u64,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    token_ttl_secs: u64,
+}
+
+impl Accounts {
+    pub fn new(store: Store, config: &Config) -> anyhow::Result<Self> {
+        let secret = signing_secret(config)?;
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                encoding: EncodingKey::from_secret(&secret),
+                decoding: DecodingKey::from_secret(&secret),
+                validation,
+                token_ttl_secs: config.auth.token_ttl_secs,
+            }),
+        })
+    }
+
+    pub async fn sign_up(&self, username: &str, password: &str) -> Result<user::Model> {
+        self.create_user(username, password, false).await
+    }
+
+    /// Creates an account; the CLI uses this for admins too.
+    pub async fn create_user(&self, username: &str, password: &str, is_admin: bool) -> Result<user::Model> {
+        let username = Username::parse(username)?;
+        let password = Password::parse(password)?;
+        // Fail fast on a taken name before spending ~25 ms of CPU on the hash.
+        if users::find_by_username(&self.inner.store.read, username.as_str()).await?.is_some() {
+            return Err(Error::UsernameTaken);
+        }
+        let hash = hash_password(password).await?;
+        users::insert_user(&self.inner.store.write, username.as_str(), hash, is_admin).await
+    }
+
+    /// Same error, and the same work, for an unknown user and a wrong password.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<IssuedToken> {
+        let user = match Username::parse(username) {
+            Ok(name) => users::find_by_username(&self.inner.store.read, name.as_str()).await?,
+            Err(_) => None,
+        };
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+        let password_matches = verify_password(password.to_owned(), stored_hash).await?;
+        let user = match user {
+            Some(user) if password_matches => user,
+            _ => return Err(Error::InvalidCredentials),
+        };
+        if user.disabled {
+            return Err(Error::AccountDisabled);
+        }
+        self.issue_token(&user).await
+    }
+
+    async fn issue_token(&self, user: &user::Model) -> Result<IssuedToken> {
+        let session_id = random_hex(16);
+        let now_secs = (now_millis() / 1000) as u64;
+        let exp = now_secs + self.inner.token_ttl_secs;
+        users::insert_session(&self.inner.store.write, &session_id, user.id, (exp * 1000) as i64).await?;
+        let claims = Claims { sub: user.username.clone(), sid: session_id, iat: now_secs, exp };
+        let access_token = encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.inner.encoding)
+            .map_err(Error::internal)?;
+        Ok(IssuedToken { access_token, expires_in: self.inner.token_ttl_secs, username: user.username.clone() })
+    }
+
+    /// The user behind a token, if its signature, expiry and session are all still good.
+    pub async fn authenticate(&self, token: &str) -> Result<CurrentUser> {
+        let claims = decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
+            .map_err(|_| Error::Unauthorized)?
+            .claims;
+        users::session_user(&self.inner.store.read, &claims.sid).await?.ok_or(Error::Unauthorized)
+    }
+
+    pub async fn sign_out(&self, user: &CurrentUser) -> Result<()> {
+        users::revoke_session(&self.inner.store.write, &user.session_id).await
+    }
+
+    pub async fn find_user(&self, username: &str) -> Result<user::Model> {
+        let name = Username::parse(username).map_err(|_| Error::UserNotFound)?;
+        users::find_by_username(&self.inner.store.read, name.as_str()).await?.ok_or(Error::UserNotFound)
+    }
+
+    pub async fn search(&self, query: &str, me: &CurrentUser, limit: u64) -> Result<Vec<UserSummary>> {
+        users::search_users(&self.inner.store.read, &query.trim().to_ascii_lowercase(), me.id, limit).await
+    }
+}
+
+fn argon2id() -> Argon2<'static> {
+    // OWASP's recommendation for argon2id: 19 MiB, two passes, one lane.
+    let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashing takes tens of milliseconds of CPU, so it runs off the async worker threads.
+pub async fn hash_password(password: Password) -> Result<String> {
+    tokio::task::spawn_blocking(move || {
+        argon2id().hash_password(password.expose().as_bytes()).map(|hash| hash.to_string())
+    })
+    .await
+    .map_err(Error::internal)?
+    .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || argon2id().verify_password(password.as_bytes(), hash.as_str()).is_ok())
+        .await
+        .map_err(Error::internal)
+}
+
+/// A real hash of a random password, verified against when the user does not exist so that
+/// an unknown name costs as much as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| {
+        argon2id().hash_password(random_hex(16).as_bytes()).map(|h| h.to_string()).expect("argon2 works")
+    })
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buffer);
+    hex::encode(buffer)
+}
+
+/// The configured secret, or the one generated on first start into the data directory (mode 0600).
+fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if !config.auth.jwt_secret.is_empty() {
+        return Ok(config.auth.jwt_secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if secret.trim().len() >= 32 => return Ok(secret.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!("{} is too short; delete it to generate a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = random_hex(32);
+    write_private_file(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret.into_bytes())
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}

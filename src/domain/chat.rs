@@ -1,0 +1,207 @@
+//! Conversations and messages as a signed-in user sees them: sending (through the pipeline),
+//! history, the conversation list, read markers, typing and catch-up.
+use std::{collections::HashSet, sync::Arc};
+
+use super::{
+    ClientId, ConversationSummary, CurrentUser, HistoryPage, Message, MessageBody, MessageId, UserId, Username,
+    pipeline::{Origin, Pipeline, SendRequest, Sent},
+};
+use crate::{
+    config::LimitsConfig,
+    error::{Error, Result},
+    realtime::{
+        hub::{Hub, Registration, SocketHandle, SocketId},
+        protocol::ServerFrame,
+    },
+    store::{Store, entities::user, messages, users},
+};
+
+/// How many messages `sync` reads from the database at a time.
+const SYNC_PAGE: u64 = 500;
+
+/// Which part of a conversation's history to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryQuery {
+    pub before: Option<MessageId>,
+    pub after: Option<MessageId>,
+    pub limit: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Chat {
+    store: Store,
+    hub: Arc<Hub>,
+    pipeline: Pipeline,
+    limits: LimitsConfig,
+}
+
+impl Chat {
+    pub async fn start(store: Store, hub: Arc<Hub>, limits: LimitsConfig) -> Result<Self> {
+        let pipeline = Pipeline::start(store.clone(), hub.clone()).await?;
+        Ok(Self { store, hub, pipeline, limits })
+    }
+
+    /// Sends over REST: waits for the commit. `client_id` is optional here; without one there
+    /// is no idempotency, so clients that may retry should always send one.
+    pub async fn send_and_wait(&self, me: &CurrentUser, to: &str, body: &str, client_id: Option<&str>) -> Result<Sent> {
+        let client_id = match client_id {
+            Some(raw) => ClientId::parse(raw)?,
+            None => ClientId::generate(),
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = self.validate_send(me, to, body, client_id, Origin::Request(reply)).await?;
+        self.pipeline.send(request).await?;
+        answer.await.map_err(|_| Error::Unavailable)?
+    }
+
+    /// Sends over a WebSocket: returns once queued; the ack (or an error frame) follows the commit.
+    pub async fn send_from_socket(
+        &self,
+        me: &CurrentUser,
+        socket: SocketId,
+        to: &str,
+        body: &str,
+        client_id: &str,
+    ) -> Result<()> {
+        let client_id = ClientId::parse(client_id)?;
+        let request = self.validate_send(me, to, body, client_id, Origin::Socket(socket)).await?;
+        self.pipeline.send(request).await
+    }
+
+    async fn validate_send(
+        &self,
+        me: &CurrentUser,
+        to: &str,
+        body: &str,
+        client_id: ClientId,
+        origin: Origin,
+    ) -> Result<SendRequest> {
+        let body = MessageBody::parse(body, self.limits.max_message_chars)?;
+        let recipient = self.find_peer(me, to).await?;
+        Ok(SendRequest {
+            sender: me.id,
+            sender_name: me.username.clone(),
+            recipient: recipient.id,
+            recipient_name: recipient.username,
+            body: body.into_inner(),
+            client_id: client_id.into_inner(),
+            origin,
+        })
+    }
+
+    /// Another enabled user, by name.
+    async fn find_peer(&self, me: &CurrentUser, name: &str) -> Result<user::Model> {
+        let name = Username::parse(name).map_err(|_| Error::UserNotFound)?;
+        if name.as_str() == me.username {
+            return Err(Error::CannotMessageSelf);
+        }
+        match users::find_by_username(&self.store.read, name.as_str()).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(Error::UserNotFound),
+        }
+    }
+
+    pub async fn history(&self, me: &CurrentUser, peer: &str, query: HistoryQuery) -> Result<HistoryPage> {
+        let limit = query.limit.unwrap_or(50);
+        if limit == 0 || limit > self.limits.max_page_size {
+            return Err(Error::InvalidParameter(format!("limit must be between 1 and {}", self.limits.max_page_size)));
+        }
+        if query.before.is_some_and(|b| b < 0) || query.after.is_some_and(|a| a < 0) {
+            return Err(Error::InvalidParameter("before and after must not be negative".into()));
+        }
+        let peer = self.find_peer(me, peer).await?;
+        let Some(conversation) = messages::find_direct_conversation(&self.store.read, me.id, peer.id).await? else {
+            return Ok(HistoryPage { messages: Vec::new(), has_more: false });
+        };
+        // One row more than asked for tells whether there is more beyond this page.
+        let (mut page, ascending) = match query.after {
+            Some(after) => {
+                (messages::oldest_messages_after(&self.store.read, conversation, after, query.before, limit + 1).await?, true)
+            }
+            None => (messages::newest_messages(&self.store.read, conversation, query.before, limit + 1).await?, false),
+        };
+        let has_more = page.len() as u64 > limit;
+        page.truncate(limit as usize);
+        if !ascending {
+            page.reverse();
+        }
+        Ok(HistoryPage { messages: page, has_more })
+    }
+
+    /// My conversations, most recent first, each with whether the peer is online.
+    pub async fn conversations(&self, me: &CurrentUser) -> Result<Vec<(ConversationSummary, bool)>> {
+        let list = messages::conversations_of(&self.store.read, me.id).await?;
+        Ok(list
+            .into_iter()
+            .map(|c| {
+                let online = self.hub.is_online(c.peer_id);
+                (c, online)
+            })
+            .collect())
+    }
+
+    /// Marks my side of the conversation with `peer` read up to `up_to` and tells the peer.
+    pub async fn mark_read(&self, me: &CurrentUser, peer: &str, up_to: MessageId) -> Result<MessageId> {
+        if up_to < 0 {
+            return Err(Error::InvalidParameter("up_to must not be negative".into()));
+        }
+        let peer = self.find_peer(me, peer).await?;
+        let Some(conversation) = messages::find_direct_conversation(&self.store.read, me.id, peer.id).await? else {
+            return Ok(0);
+        };
+        let marker = messages::mark_read(&self.store.write, conversation, me.id, up_to).await?;
+        let frame = ServerFrame::Read { peer: &me.username, up_to: marker }.to_text();
+        self.hub.send_to_user(peer.id, &frame, None);
+        Ok(marker)
+    }
+
+    /// Tells `to`'s sockets that I am typing.
+    pub async fn typing(&self, me: &CurrentUser, to: &str) -> Result<()> {
+        let peer = self.find_peer(me, to).await?;
+        self.hub.send_to_user(peer.id, &ServerFrame::Typing { from: &me.username }.to_text(), None);
+        Ok(())
+    }
+
+    /// Registers a socket for live delivery; returns the id up to which it must catch up with
+    /// `sync` (everything later arrives live), the newest message id involving me up to that point,
+    /// and my online contacts.
+    pub async fn connect_socket(&self, me: &CurrentUser, socket: SocketHandle) -> Result<(MessageId, MessageId, Registration)> {
+        let contacts: HashSet<UserId> = users::contacts(&self.store.read, me.id).await?.into_iter().collect();
+        let (registered_at, registration) = self.pipeline.register(socket, me.username.clone(), contacts).await?;
+        let last_id = messages::latest_message_id_for(&self.store.read, me.id, registered_at).await?;
+        Ok((registered_at, last_id, registration))
+    }
+
+    pub fn disconnect_socket(&self, me: &CurrentUser, socket: SocketId) {
+        self.hub.remove_socket(me.id, socket);
+    }
+
+    /// Everything involving me with `after < id <= registered_at`, oldest first, handed to `emit`
+    /// page by page; returns the highest id covered.
+    pub async fn sync<F, Fut>(&self, me: &CurrentUser, after: MessageId, registered_at: MessageId, mut emit: F) -> Result<MessageId>
+    where
+        F: FnMut(Vec<Message>) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        if after < 0 {
+            return Err(Error::InvalidParameter("after must not be negative".into()));
+        }
+        let mut cursor = after;
+        loop {
+            let page = messages::messages_for_user_between(&self.store.read, me.id, cursor, registered_at, SYNC_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            let full = page.len() as u64 == SYNC_PAGE;
+            emit(page).await;
+            if !full {
+                break;
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// Waits until every queued message is committed and delivered (used at shutdown).
+    pub async fn flush(&self) {
+        self.pipeline.flush().await;
+    }
+}

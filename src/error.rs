@@ -1,0 +1,71 @@
+//! The domain's errors. Each has a stable snake_case `code` that clients can match on;
+//! `http::error` is the one place that turns them into HTTP responses.
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidUsername(&'static str),
+    #[error("{0}")]
+    InvalidPassword(&'static str),
+    #[error("that username is already taken")]
+    UsernameTaken,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("missing, invalid, expired or revoked token")]
+    Unauthorized,
+    #[error("no user with that name")]
+    UserNotFound,
+    #[error("a message cannot be empty")]
+    EmptyMessage,
+    #[error("a message can be at most {0} characters long")]
+    MessageTooLong(usize),
+    #[error("client_id must be 1 to 64 printable characters")]
+    InvalidClientId,
+    #[error("this client_id was already used for a message to someone else")]
+    ClientIdConflict,
+    #[error("you cannot send a message to yourself")]
+    CannotMessageSelf,
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("the database is not available")]
+    Unavailable,
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    /// The stable identifier clients match on; never changes once released.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidUsername(_) => "invalid_username",
+            Error::InvalidPassword(_) => "invalid_password",
+            Error::UsernameTaken => "username_taken",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::AccountDisabled => "account_disabled",
+            Error::Unauthorized => "unauthorized",
+            Error::UserNotFound => "user_not_found",
+            Error::EmptyMessage => "empty_message",
+            Error::MessageTooLong(_) => "message_too_long",
+            Error::InvalidClientId => "invalid_client_id",
+            Error::ClientIdConflict => "client_id_conflict",
+            Error::CannotMessageSelf => "cannot_message_self",
+            Error::InvalidParameter(_) => "invalid_parameter",
+            Error::Unavailable => "unavailable",
+            Error::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Error::Internal(error.into())
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Error::Internal(error.into())
+    }
+}

@@ -1,0 +1,52 @@
+//! Finding people to start a conversation with.
+use poem::web::Data;
+use poem_openapi::{Object, OpenApi, param::Query, payload::Json};
+
+use super::ApiTags;
+use crate::{
+    App,
+    error::Error,
+    http::{auth::BearerAuth, error::ApiError},
+};
+
+const MAX_USERS_PAGE: u64 = 100;
+
+#[derive(Debug, Object)]
+pub struct UserDto {
+    pub username: String,
+    pub online: bool,
+}
+
+pub struct UsersApi;
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UsersApi {
+    /// Users whose name contains `q` (all users when empty), online or not, best matches first.
+    /// The caller is not listed.
+    #[oai(path = "/users", method = "get", operation_id = "searchUsers")]
+    async fn search(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// Part of a username; case-insensitive.
+        q: Query<Option<String>>,
+        /// 1–100, default 20.
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<Vec<UserDto>>, ApiError> {
+        let limit = limit.0.unwrap_or(20);
+        if limit == 0 || limit > MAX_USERS_PAGE {
+            return Err(Error::InvalidParameter(format!("limit must be between 1 and {MAX_USERS_PAGE}")).into());
+        }
+        let query = q.0.unwrap_or_default();
+        if query.chars().count() > 32 {
+            return Err(Error::InvalidParameter("q can be at most 32 characters long".into()).into());
+        }
+        let found = app.accounts.search(&query, &auth.0, limit).await?;
+        Ok(Json(
+            found
+                .into_iter()
+                .map(|u| UserDto { online: app.hub.is_online(u.id), username: u.username })
+                .collect(),
+        ))
+    }
+}

@@ -1,0 +1,103 @@
+//! The one place where errors become HTTP responses: `{"code", "message"}` JSON with the right
+//! status, for domain errors and for everything poem or poem-openapi reject on their own.
+use poem::{Response, http::StatusCode};
+use poem_openapi::{ApiResponse, Object, payload::Json};
+
+use crate::error::Error;
+
+/// Every error body chatd sends.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// Stable snake_case identifier, e.g. `username_taken`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// The error responses of the API, as described in the OpenAPI document.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is invalid; `code` names what is wrong.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, invalid, expired or revoked credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The account is disabled.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such user or resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Conflicts with existing data (`username_taken`, `client_id_conflict`).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The server failed; details are in its log, never in the response.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is not available.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody { code: code.to_owned(), message: message.into() })
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        let json = body(error.code(), error.to_string());
+        match error {
+            Error::InvalidUsername(_)
+            | Error::InvalidPassword(_)
+            | Error::EmptyMessage
+            | Error::MessageTooLong(_)
+            | Error::InvalidClientId
+            | Error::CannotMessageSelf
+            | Error::InvalidParameter(_) => ApiError::BadRequest(json),
+            Error::InvalidCredentials | Error::Unauthorized => ApiError::Unauthorized(json),
+            Error::AccountDisabled => ApiError::Forbidden(json),
+            Error::UserNotFound => ApiError::NotFound(json),
+            Error::UsernameTaken | Error::ClientIdConflict => ApiError::Conflict(json),
+            Error::Unavailable => ApiError::Unavailable(json),
+            Error::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                ApiError::Internal(json)
+            }
+        }
+    }
+}
+
+/// A JSON error response for anything that failed outside our handlers: unknown paths, bad
+/// JSON, wrong methods, oversized bodies, failed authorisation.
+pub fn error_response(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_owned()),
+        StatusCode::BAD_REQUEST if error.is::<poem_openapi::error::ParseRequestPayloadError>() => {
+            ("invalid_body", format!("the request body is not valid: {}", error))
+        }
+        StatusCode::BAD_REQUEST => ("invalid_parameter", error.to_string()),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "missing, invalid, expired or revoked token".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that method".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", error.to_string()),
+        status if status.is_server_error() => {
+            tracing::error!(error = %error, "request failed");
+            ("internal_error", "internal error".to_owned())
+        }
+        _ => ("bad_request", error.to_string()),
+    };
+    json_response(status, code, message)
+}
+
+pub fn json_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let payload = serde_json::json!({ "code": code, "message": message.into() });
+    Response::builder()
+        .status(status)
+        .content_type("application/json; charset=utf-8")
+        .body(payload.to_string())
+}

@@ -1,0 +1,210 @@
+//! One WebSocket connection: authenticate, register for live delivery, then turn client frames
+//! into domain calls while a writer task drains this socket's queue.
+use std::{sync::Arc, time::Duration};
+
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
+use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
+use tokio::sync::{Notify, mpsc};
+
+use super::{
+    hub::{Outbound, SOCKET_QUEUE_FRAMES, SocketHandle, SocketId},
+    protocol::{ClientFrame, ServerFrame, parse_client_frame},
+};
+use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
+
+/// Close codes of our own (4000–4999 are for applications).
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TOO_SLOW: u16 = 1013;
+
+type Sink = SplitSink<WebSocketStream, WsMessage>;
+type Source = SplitStream<WebSocketStream>;
+
+pub async fn serve_connection(socket: WebSocketStream, app: App) {
+    let (mut sink, mut source) = socket.split();
+    let deadline = Duration::from_secs(app.config.websocket.auth_timeout_secs);
+    let user = match tokio::time::timeout(deadline, authenticate(&mut source, &app)).await {
+        Ok(Ok(user)) => user,
+        Ok(Err(reason)) => return close(&mut sink, CLOSE_UNAUTHORIZED, reason).await,
+        Err(_) => return close(&mut sink, CLOSE_UNAUTHORIZED, "no auth frame in time").await,
+    };
+
+    let (queue, outbound) = mpsc::channel(SOCKET_QUEUE_FRAMES);
+    let stop = Arc::new(Notify::new());
+    let socket_id = app.hub.next_socket_id();
+    let handle = SocketHandle::new(socket_id, user.id, &user.session_id, queue.clone(), stop.clone());
+    let (registered_at, last_id, registration) = match app.chat.connect_socket(&user, handle).await {
+        Ok(registered) => registered,
+        Err(error) => {
+            tracing::error!(error = ?error, "could not register socket");
+            return close(&mut sink, 1011, "server error").await;
+        }
+    };
+    // `ready` and `online_users` go out first; live frames wait in the queue until the writer starts.
+    let greeting = [
+        ServerFrame::Ready { username: &user.username, last_id }.to_text(),
+        ServerFrame::OnlineUsers { users: registration.online_contacts }.to_text(),
+    ];
+    let mut greeted = true;
+    for frame in greeting {
+        greeted &= sink.feed(WsMessage::Text(frame.to_string())).await.is_ok();
+    }
+    if greeted && sink.flush().await.is_ok() {
+        let writer = tokio::spawn(write_frames(sink, outbound, stop.clone()));
+        let mut connection = Connection { app: &app, user: &user, socket_id, queue, registered_at, last_id };
+        connection.read_frames(&mut source, &stop).await;
+        drop(connection);
+        app.chat.disconnect_socket(&user, socket_id);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    } else {
+        app.chat.disconnect_socket(&user, socket_id);
+    }
+}
+
+/// Waits for the first frame, which must be a valid `auth` frame.
+async fn authenticate(source: &mut Source, app: &App) -> Result<CurrentUser, &'static str> {
+    loop {
+        let text = match source.next().await {
+            Some(Ok(WsMessage::Text(text))) => text,
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+            _ => return Err("the first frame must be an auth frame"),
+        };
+        let Ok(ClientFrame::Auth { token }) = parse_client_frame(&text) else {
+            return Err("the first frame must be an auth frame");
+        };
+        return app.accounts.authenticate(&token).await.map_err(|_| "invalid or expired token");
+    }
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let _ = sink.send(WsMessage::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+    let _ = sink.close().await;
+}
+
+/// Drains the queue, writing everything that is ready and flushing once per wake-up.
+async fn write_frames(mut sink: Sink, mut outbound: mpsc::Receiver<Outbound>, stop: Arc<Notify>) {
+    while let Some(first) = outbound.recv().await {
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            let written = match item {
+                Outbound::Text(frame) => sink.feed(WsMessage::Text(frame.to_string())).await,
+                Outbound::Close(code, reason) => {
+                    close(&mut sink, code, reason).await;
+                    stop.notify_one();
+                    return;
+                }
+            };
+            if written.is_err() {
+                stop.notify_one();
+                return;
+            }
+            next = outbound.try_recv().ok();
+        }
+        if sink.flush().await.is_err() {
+            stop.notify_one();
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct Connection<'a> {
+    app: &'a App,
+    user: &'a CurrentUser,
+    socket_id: SocketId,
+    queue: mpsc::Sender<Outbound>,
+    registered_at: MessageId,
+    last_id: MessageId,
+}
+
+impl Connection<'_> {
+    async fn read_frames(&mut self, source: &mut Source, stop: &Notify) {
+        loop {
+            let frame = tokio::select! {
+                frame = source.next() => frame,
+                _ = stop.notified() => return,
+            };
+            match frame {
+                Some(Ok(WsMessage::Text(text))) => self.handle_text(&text).await,
+                Some(Ok(WsMessage::Binary(_))) => {
+                    self.reply_error("invalid_frame", "frames must be JSON text", None).await
+                }
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
+                Some(Ok(WsMessage::Close(_))) | None => return,
+                Some(Err(error)) => {
+                    if error.to_string().contains("Space limit exceeded") {
+                        let _ = self.queue.send(Outbound::Close(CLOSE_TOO_BIG, "frame too large")).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) {
+        let frame = match parse_client_frame(text) {
+            Ok(frame) => frame,
+            Err(error) => return self.reply_error(error.code, &error.message, None).await,
+        };
+        let result = match frame {
+            ClientFrame::SendMessage { to, body, client_id } => {
+                let sent = self.app.chat.send_from_socket(self.user, self.socket_id, &to, &body, &client_id).await;
+                if let Err(error) = sent {
+                    return self.reply_error(error.code(), &error.to_string(), Some(&client_id)).await;
+                }
+                Ok(())
+            }
+            ClientFrame::Typing { to } => self.app.chat.typing(self.user, &to).await,
+            ClientFrame::Read { peer, up_to } => self.app.chat.mark_read(self.user, &peer, up_to).await.map(|_| ()),
+            ClientFrame::Sync { after } => self.sync(after).await,
+            ClientFrame::Ping => {
+                self.reply(ServerFrame::Pong.to_text()).await;
+                Ok(())
+            }
+            ClientFrame::Auth { .. } => {
+                return self.reply_error("already_authenticated", "this socket is already authenticated", None).await;
+            }
+        };
+        if let Err(error) = result {
+            if let Error::Internal(cause) = &error {
+                tracing::error!(error = ?cause, "frame failed");
+            }
+            self.reply_error(error.code(), &error.to_string(), None).await;
+        }
+    }
+
+    /// Sends what this socket missed before it registered; later messages arrive live.
+    async fn sync(&mut self, after: MessageId) -> Result<(), Error> {
+        let queue = self.queue.clone();
+        let covered = self
+            .app
+            .chat
+            .sync(self.user, after, self.registered_at, |page| {
+                let queue = queue.clone();
+                async move {
+                    for message in &page {
+                        let frame = ServerFrame::ReceiveMessage { message }.to_text();
+                        if queue.send(Outbound::Text(frame)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .await?;
+        let last_id = covered.max(self.last_id).max(after);
+        self.reply(ServerFrame::SyncDone { last_id }.to_text()).await;
+        Ok(())
+    }
+
+    async fn reply(&self, frame: Arc<str>) {
+        let _ = self.queue.send(Outbound::Text(frame)).await;
+    }
+
+    async fn reply_error(&self, code: &str, message: &str, client_id: Option<&str>) {
+        self.reply(ServerFrame::Error { code, message, client_id }.to_text()).await;
+    }
+}

@@ -1,0 +1,209 @@
+//! Who is connected: every open, authenticated socket by user, presence, and fan-out.
+//!
+//! Frames are serialised once and handed to each socket's bounded queue without waiting. A socket
+//! whose queue is full is too slow to keep up: it is told to close, and catches up with `sync`
+//! when it reconnects, so one slow reader never holds up anyone else.
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use dashmap::DashMap;
+use tokio::sync::{Notify, mpsc};
+
+use super::protocol::ServerFrame;
+use crate::domain::UserId;
+
+pub type SocketId = u64;
+
+/// Frames queued for one socket before it is considered too slow.
+pub const SOCKET_QUEUE_FRAMES: usize = 1024;
+
+/// What a socket's writer task sends.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(Arc<str>),
+    Close(u16, &'static str),
+}
+
+/// The hub's handle on one socket.
+#[derive(Clone)]
+pub struct SocketHandle {
+    pub id: SocketId,
+    pub user: UserId,
+    pub session_id: Arc<str>,
+    queue: mpsc::Sender<Outbound>,
+    /// Wakes the connection to drop a socket that fell too far behind.
+    overflow: Arc<Notify>,
+}
+
+impl SocketHandle {
+    pub fn new(id: SocketId, user: UserId, session_id: &str, queue: mpsc::Sender<Outbound>, overflow: Arc<Notify>) -> Self {
+        Self { id, user, session_id: session_id.into(), queue, overflow }
+    }
+
+    pub fn send(&self, frame: &Arc<str>) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::Text(frame.clone())) {
+            self.overflow.notify_one();
+        }
+    }
+
+    /// Queues a close frame. If the queue is full the socket is dropped without one.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if self.queue.try_send(Outbound::Close(code, reason)).is_err() {
+            self.overflow.notify_one();
+        }
+    }
+}
+
+struct OnlineUser {
+    username: String,
+    sockets: Vec<SocketHandle>,
+    /// Users who share a conversation with this one: the only ones told about its presence.
+    contacts: HashSet<UserId>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    online: DashMap<UserId, OnlineUser>,
+    next_socket_id: AtomicU64,
+    /// Serialises presence changes so "offline" and "online" for one user never overtake each other.
+    presence: Mutex<()>,
+}
+
+/// What registering a socket found.
+pub struct Registration {
+    pub first_socket: bool,
+    pub online_contacts: Vec<String>,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn next_socket_id(&self) -> SocketId {
+        self.next_socket_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds an authenticated socket; the user's first socket makes them online to their contacts.
+    pub fn add_socket(&self, socket: SocketHandle, username: &str, contacts: HashSet<UserId>) -> Registration {
+        let _presence = self.presence.lock().expect("presence lock");
+        let user = socket.user;
+        let first_socket = {
+            let mut entry = self.online.entry(user).or_insert_with(|| OnlineUser {
+                username: username.to_owned(),
+                sockets: Vec::new(),
+                contacts: HashSet::new(),
+            });
+            entry.contacts = contacts;
+            entry.sockets.push(socket);
+            entry.sockets.len() == 1
+        };
+        if first_socket {
+            let contacts: Vec<UserId> =
+                self.online.get(&user).map(|e| e.contacts.iter().copied().collect()).unwrap_or_default();
+            self.announce(&contacts, username, true);
+        }
+        Registration { first_socket, online_contacts: self.online_contacts(user) }
+    }
+
+    /// Removes a socket; the user's last socket makes them offline to their contacts.
+    pub fn remove_socket(&self, user: UserId, socket: SocketId) {
+        let _presence = self.presence.lock().expect("presence lock");
+        let Some(mut entry) = self.online.get_mut(&user) else { return };
+        entry.sockets.retain(|s| s.id != socket);
+        if !entry.sockets.is_empty() {
+            return;
+        }
+        let username = entry.username.clone();
+        let contacts: Vec<UserId> = entry.contacts.iter().copied().collect();
+        drop(entry);
+        self.online.remove_if(&user, |_, e| e.sockets.is_empty());
+        self.announce(&contacts, &username, false);
+    }
+
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.online.contains_key(&user)
+    }
+
+    pub fn online_users(&self) -> usize {
+        self.online.len()
+    }
+
+    pub fn connected_sockets(&self) -> usize {
+        self.online.iter().map(|e| e.sockets.len()).sum()
+    }
+
+    fn online_contacts(&self, user: UserId) -> Vec<String> {
+        let contacts: Vec<UserId> = match self.online.get(&user) {
+            Some(entry) => entry.contacts.iter().copied().collect(),
+            None => return Vec::new(),
+        };
+        let mut names: Vec<String> =
+            contacts.iter().filter_map(|c| self.online.get(c).map(|e| e.username.clone())).collect();
+        names.sort();
+        names
+    }
+
+    /// Tells `contacts` (those of them online) that `username` came or went.
+    fn announce(&self, contacts: &[UserId], username: &str, online: bool) {
+        let frame = ServerFrame::Presence { username, online }.to_text();
+        for &contact in contacts {
+            self.send_to_user(contact, &frame, None);
+        }
+    }
+
+    /// Two users now share a conversation: from here on each sees the other's presence.
+    pub fn link_contacts(&self, a: UserId, b: UserId) {
+        let _presence = self.presence.lock().expect("presence lock");
+        let name_of = |user: UserId| {
+            let mut entry = self.online.get_mut(&user)?;
+            entry.contacts.insert(if user == a { b } else { a });
+            Some(entry.username.clone())
+        };
+        if let (Some(a_name), Some(b_name)) = (name_of(a), name_of(b)) {
+            self.send_to_user(a, &ServerFrame::Presence { username: &b_name, online: true }.to_text(), None);
+            self.send_to_user(b, &ServerFrame::Presence { username: &a_name, online: true }.to_text(), None);
+        }
+    }
+
+    /// Queues `frame` on every socket of `user`, except the one it came from.
+    pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>) {
+        if let Some(entry) = self.online.get(&user) {
+            for socket in entry.sockets.iter().filter(|s| Some(s.id) != except) {
+                socket.send(frame);
+            }
+        }
+    }
+
+    /// Queues `frame` on one particular socket, if it is still connected.
+    pub fn send_to_socket(&self, user: UserId, socket: SocketId, frame: &Arc<str>) {
+        if let Some(entry) = self.online.get(&user) {
+            if let Some(s) = entry.sockets.iter().find(|s| s.id == socket) {
+                s.send(frame);
+            }
+        }
+    }
+
+    /// Closes the sockets opened with a session that was just revoked.
+    pub fn close_session(&self, user: UserId, session_id: &str, code: u16, reason: &'static str) {
+        if let Some(entry) = self.online.get(&user) {
+            for socket in entry.sockets.iter().filter(|s| &*s.session_id == session_id) {
+                socket.close(code, reason);
+            }
+        }
+    }
+
+    /// Closes every socket, e.g. with 1001 when the server shuts down.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for entry in self.online.iter() {
+            for socket in &entry.sockets {
+                socket.close(code, reason);
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Queries about conversations and messages. The write side is only called by the message
+//! pipeline (`domain::chat::pipeline`), inside its batch transaction.
+use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+
+use super::sql;
+use crate::{
+    domain::{ConversationId, ConversationSummary, Message, MessageId, UserId},
+    error::{Error, Result},
+};
+
+/// Columns and joins that turn a `messages` row into a [`Message`] with both usernames.
+/// `to` is the other member of the (direct) conversation.
+const MESSAGE_SELECT: &str = "SELECT m.id, m.conversation_id, m.body, m.created_at, m.client_id,
+        su.username AS sender_name, ru.username AS recipient_name
+    FROM messages m
+    JOIN users su ON su.id = m.sender_id
+    JOIN conversation_members rm ON rm.conversation_id = m.conversation_id AND rm.user_id != m.sender_id
+    JOIN users ru ON ru.id = rm.user_id";
+
+fn message_from_row(row: &QueryResult) -> Result<Message, DbErr> {
+    Ok(Message {
+        id: row.try_get("", "id")?,
+        from: row.try_get("", "sender_name")?,
+        to: row.try_get("", "recipient_name")?,
+        body: row.try_get("", "body")?,
+        created_at: row.try_get("", "created_at")?,
+        client_id: row.try_get("", "client_id")?,
+    })
+}
+
+fn messages_from_rows(rows: Vec<QueryResult>) -> Result<Vec<Message>> {
+    rows.iter().map(message_from_row).collect::<Result<_, DbErr>>().map_err(Error::from)
+}
+
+/// The key that makes a direct conversation between two users unique, whoever wrote first.
+pub fn direct_key(a: UserId, b: UserId) -> String {
+    format!("{}:{}", a.min(b), a.max(b))
+}
+
+pub async fn find_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: UserId) -> Result<Option<ConversationId>> {
+    let row = db
+        .query_one_raw(sql("SELECT id FROM conversations WHERE direct_key = ?", [direct_key(a, b).into()]))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?)
+}
+
+pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: UserId, now: i64) -> Result<ConversationId> {
+    let row = db
+        .query_one_raw(sql(
+            "INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', ?, ?) RETURNING id",
+            [direct_key(a, b).into(), now.into()],
+        ))
+        .await?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("INSERT .. RETURNING gave no row")))?;
+    let id: ConversationId = row.try_get("", "id")?;
+    db.execute_raw(sql(
+        "INSERT INTO conversation_members (conversation_id, user_id, last_read_id, joined_at) VALUES (?, ?, 0, ?), (?, ?, 0, ?)",
+        [id.into(), a.into(), now.into(), id.into(), b.into(), now.into()],
+    ))
+    .await?;
+    Ok(id)
+}
+
+/// Inserts a message unless the sender already used this `client_id`; returns the new id,
+/// or `None` for a resend.
+pub async fn insert_message(
+    db: &impl ConnectionTrait,
+    conversation: ConversationId,
+    sender: UserId,
+    client_id: &str,
+    body: &str,
+    created_at: i64,
+) -> Result<Option<MessageId>> {
+    let row = db
+        .query_one_raw(sql(
+            "INSERT INTO messages (conversation_id, sender_id, client_id, body, created_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id",
+            [conversation.into(), sender.into(), client_id.into(), body.into(), created_at.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?)
+}
+
+/// A message already stored under `(sender, client_id)`, with the conversation it belongs to.
+pub async fn find_by_client_id(
+    db: &impl ConnectionTrait,
+    sender: UserId,
+    client_id: &str,
+) -> Result<Option<(ConversationId, Message)>> {
+    let row = db
+        .query_one_raw(sql(
+            &format!("{MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_id = ?"),
+            [sender.into(), client_id.into()],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some((row.try_get("", "conversation_id")?, message_from_row(&row)?)))
+}
+
+/// After a batch: the conversation's newest message, and the sender has read what they wrote.
+pub async fn record_sent(
+    db: &impl ConnectionTrait,
+    conversation: ConversationId,
+    last_message: MessageId,
+    sender: UserId,
+) -> Result<()> {
+    db.execute_raw(sql(
+        "UPDATE conversations SET last_message_id = ? WHERE id = ? AND (last_message_id IS NULL OR last_message_id < ?)",
+        [last_message.into(), conversation.into(), last_message.into()],
+    ))
+    .await?;
+    db.execute_raw(sql(
+        "UPDATE conversation_members SET last_read_id = ? WHERE conversation_id = ? AND user_id = ? AND last_read_id < ?",
+        [last_message.into(), conversation.into(), sender.into(), last_message.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Moves `reader`'s read marker forward to `up_to` (never past the newest message, never
+/// backwards); returns the marker as stored.
+pub async fn mark_read(
+    db: &impl ConnectionTrait,
+    conversation: ConversationId,
+    reader: UserId,
+    up_to: MessageId,
+) -> Result<MessageId> {
+    let row = db
+        .query_one_raw(sql(
+            "UPDATE conversation_members
+             SET last_read_id = MAX(last_read_id, MIN(?, COALESCE((SELECT last_message_id FROM conversations WHERE id = ?), 0)))
+             WHERE conversation_id = ? AND user_id = ? RETURNING last_read_id",
+            [up_to.into(), conversation.into(), conversation.into(), reader.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "last_read_id")).transpose()?.unwrap_or(0))
+}
+
+pub async fn latest_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
+    let row = db.query_one_raw(sql("SELECT COALESCE(MAX(id), 0) AS id FROM messages", [])).await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+}
+
+/// The newest message id involving `user`, not counting messages after `ceiling`.
+pub async fn latest_message_id_for(db: &impl ConnectionTrait, user: UserId, ceiling: MessageId) -> Result<MessageId> {
+    let row = db
+        .query_one_raw(sql(
+            "SELECT COALESCE(MAX(m.id), 0) AS id FROM conversation_members me
+             JOIN messages m ON m.conversation_id = me.conversation_id AND m.id <= ?
+             WHERE me.user_id = ?",
+            [ceiling.into(), user.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+}
+
+/// Messages involving `user` with `after < id <= up_to`, oldest first, at most `limit`.
+pub async fn messages_for_user_between(
+    db: &impl ConnectionTrait,
+    user: UserId,
+    after: MessageId,
+    up_to: MessageId,
+    limit: u64,
+) -> Result<Vec<Message>> {
+    let rows = db
+        .query_all_raw(sql(
+            &format!(
+                "{MESSAGE_SELECT} WHERE m.conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = ?)
+                 AND m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"
+            ),
+            [user.into(), after.into(), up_to.into(), (limit as i64).into()],
+        ))
+        .await?;
+    messages_from_rows(rows)
+}
+
+/// The newest `limit` messages of a conversation below `before` (if given), newest first.
+pub async fn newest_messages(
+    db: &impl ConnectionTrait,
+    conversation: ConversationId,
+    before: Option<MessageId>,
+    limit: u64,
+) -> Result<Vec<Message>> {
+    let rows = db
+        .query_all_raw(sql(
+            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?"),
+            [conversation.into(), before.unwrap_or(i64::MAX).into(), (limit as i64).into()],
+        ))
+        .await?;
+    messages_from_rows(rows)
+}
+
+/// The oldest `limit` messages of a conversation with `after < id < before`, oldest first.
+pub async fn oldest_messages_after(
+    db: &impl ConnectionTrait,
+    conversation: ConversationId,
+    after: MessageId,
+    before: Option<MessageId>,
+    limit: u64,
+) -> Result<Vec<Message>> {
+    let rows = db
+        .query_all_raw(sql(
+            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id ASC LIMIT ?"),
+            [conversation.into(), after.into(), before.unwrap_or(i64::MAX).into(), (limit as i64).into()],
+        ))
+        .await?;
+    messages_from_rows(rows)
+}
+
+/// `user`'s conversations, most recent first, with unread counts and the last message.
+pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<ConversationSummary>> {
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT c.id AS conversation_id, peer.user_id AS peer_id, pu.username AS peer,
+                (SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id AND x.id > me.last_read_id
+                    AND x.sender_id != me.user_id) AS unread,
+                m.id AS message_id, m.body, m.created_at, m.client_id, m.sender_id
+             FROM conversation_members me
+             JOIN conversations c ON c.id = me.conversation_id
+             JOIN conversation_members peer ON peer.conversation_id = c.id AND peer.user_id != me.user_id
+             JOIN users pu ON pu.id = peer.user_id
+             LEFT JOIN messages m ON m.id = c.last_message_id
+             WHERE me.user_id = ?
+             ORDER BY COALESCE(c.last_message_id, 0) DESC, c.id DESC",
+            [user.into()],
+        ))
+        .await?;
+    let me_name = rows_owner_name(db, user).await?;
+    rows.iter()
+        .map(|row| {
+            let peer: String = row.try_get("", "peer")?;
+            let message_id: Option<i64> = row.try_get("", "message_id")?;
+            let last_message = match message_id {
+                None => None,
+                Some(id) => {
+                    let sender: i64 = row.try_get("", "sender_id")?;
+                    let (from, to) =
+                        if sender == user { (me_name.clone(), peer.clone()) } else { (peer.clone(), me_name.clone()) };
+                    Some(Message {
+                        id,
+                        from,
+                        to,
+                        body: row.try_get("", "body")?,
+                        created_at: row.try_get("", "created_at")?,
+                        client_id: row.try_get("", "client_id")?,
+                    })
+                }
+            };
+            Ok(ConversationSummary {
+                conversation_id: row.try_get("", "conversation_id")?,
+                peer_id: row.try_get("", "peer_id")?,
+                unread: row.try_get::<i64>("", "unread")? as u64,
+                peer,
+                last_message,
+            })
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(Error::from)
+}
+
+async fn rows_owner_name(db: &impl ConnectionTrait, user: UserId) -> Result<String> {
+    let row = db.query_one_raw(sql("SELECT username FROM users WHERE id = ?", [user.into()])).await?;
+    Ok(row.map(|r| r.try_get("", "username")).transpose()?.unwrap_or_default())
+}

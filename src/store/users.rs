@@ -1,0 +1,125 @@
+//! Queries about accounts and sign-in sessions.
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
+};
+
+use super::{
+    entities::{session, user},
+    sql,
+};
+use crate::{
+    domain::{CurrentUser, UserId, UserSummary, now_millis},
+    error::{Error, Result},
+};
+
+pub async fn insert_user(
+    db: &impl ConnectionTrait,
+    username: &str,
+    password_hash: String,
+    is_admin: bool,
+) -> Result<user::Model> {
+    let row = user::ActiveModel {
+        username: Set(username.to_owned()),
+        password_hash: Set(password_hash),
+        is_admin: Set(is_admin),
+        disabled: Set(false),
+        created_at: Set(now_millis()),
+        ..Default::default()
+    };
+    row.insert(db).await.map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => Error::UsernameTaken,
+        _ => Error::from(e),
+    })
+}
+
+/// Case-insensitive: the column is `COLLATE NOCASE`.
+pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>> {
+    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await?)
+}
+
+pub async fn list_users(db: &impl ConnectionTrait) -> Result<Vec<user::Model>> {
+    Ok(user::Entity::find().all(db).await?)
+}
+
+/// Users whose name contains `query`, best matches first (exact, then prefix, then shorter names).
+pub async fn search_users(
+    db: &impl ConnectionTrait,
+    query: &str,
+    exclude: UserId,
+    limit: u64,
+) -> Result<Vec<UserSummary>> {
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT id, username, created_at FROM users
+             WHERE disabled = 0 AND id != ? AND instr(username, ?) > 0
+             ORDER BY instr(username, ?), length(username), username
+             LIMIT ?",
+            [exclude.into(), query.into(), query.into(), (limit as i64).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UserSummary {
+                id: row.try_get("", "id")?,
+                username: row.try_get("", "username")?,
+                created_at: row.try_get("", "created_at")?,
+            })
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(Error::from)
+}
+
+pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64) -> Result<()> {
+    session::ActiveModel {
+        id: Set(id.to_owned()),
+        user_id: Set(user_id),
+        created_at: Set(now_millis()),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// The user behind a live session: not revoked, not expired, account enabled.
+pub async fn session_user(db: &impl ConnectionTrait, session_id: &str) -> Result<Option<CurrentUser>> {
+    let row = db
+        .query_one_raw(sql(
+            "SELECT u.id, u.username, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = 0",
+            [session_id.into(), now_millis().into()],
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(CurrentUser {
+        id: row.try_get("", "id")?,
+        username: row.try_get("", "username")?,
+        is_admin: row.try_get("", "is_admin")?,
+        created_at: row.try_get("", "created_at")?,
+        session_id: session_id.to_owned(),
+    }))
+}
+
+pub async fn revoke_session(db: &impl ConnectionTrait, session_id: &str) -> Result<()> {
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, sea_orm::sea_query::Expr::value(now_millis()))
+        .filter(session::Column::Id.eq(session_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Everyone who shares a conversation with `user`: the people who may see their presence.
+pub async fn contacts(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT DISTINCT peer.user_id FROM conversation_members me
+             JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
+             WHERE me.user_id = ?",
+            [user.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<i64>("", "user_id").map_err(Error::from)).collect()
+}
