@@ -10,7 +10,8 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        get: operations["chats_history"];
+        /** My conversations, most recent first. */
+        get: operations["listConversations"];
         put?: never;
         post?: never;
         delete?: never;
@@ -26,6 +27,7 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
+        /** The process is up. Touches nothing else. */
         get: operations["health"];
         put?: never;
         post?: never;
@@ -42,6 +44,7 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
+        /** The signed-in user. */
         get: operations["me"];
         put?: never;
         post?: never;
@@ -58,9 +61,14 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        get: operations["list_messages"];
+        /**
+         * A page of my conversation with `username`: the newest `limit` by default, older ones with
+         *     `before`, newer ones with `after`.
+         */
+        get: operations["getMessages"];
         put?: never;
-        post: operations["send_message"];
+        /** Send a message to `username` (online or not). */
+        post: operations["sendMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -76,7 +84,25 @@ export type paths = {
         };
         get?: never;
         put?: never;
-        post: operations["mark_read"];
+        /** Mark my conversation with `username` read up to a message id; their sockets get a `read` frame. */
+        post: operations["markRead"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/ready": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The server can serve requests: its database answers. */
+        get: operations["ready"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -92,6 +118,7 @@ export type paths = {
         };
         get?: never;
         put?: never;
+        /** Sign in and receive a bearer token. Unknown users and wrong passwords get the same answer. */
         post: operations["signin"];
         delete?: never;
         options?: never;
@@ -108,6 +135,7 @@ export type paths = {
         };
         get?: never;
         put?: never;
+        /** Revoke this token and close the sockets opened with it. */
         post: operations["signout"];
         delete?: never;
         options?: never;
@@ -124,6 +152,7 @@ export type paths = {
         };
         get?: never;
         put?: never;
+        /** Create an account. */
         post: operations["signup"];
         delete?: never;
         options?: never;
@@ -138,7 +167,11 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        get: operations["search_users"];
+        /**
+         * Users whose name contains `q` (all users when empty), online or not, best matches first.
+         *     The caller is not listed.
+         */
+        get: operations["searchUsers"];
         put?: never;
         post?: never;
         delete?: never;
@@ -151,54 +184,119 @@ export type paths = {
 export type webhooks = Record<string, never>;
 export type components = {
     schemas: {
-        ApiError: {
+        /** ChatSummary */
+        ChatSummary: {
+            last_message?: components["schemas"]["MessageDto"];
+            online: boolean;
+            /**
+             * Format: uint64
+             * @description Messages from them I have not read.
+             */
+            unread: number;
+            /** @description The other person. */
+            username: string;
+        };
+        /** Credentials */
+        Credentials: {
+            /** @description 8–128 characters. */
+            password: string;
+            /** @description 3–32 characters of a-z, 0-9, `_`, `.`, `-`; case-insensitive. */
+            username: string;
+        };
+        /**
+         * ErrorBody
+         * @description Every error body chatd sends.
+         */
+        ErrorBody: {
+            /** @description Stable snake_case identifier, e.g. `username_taken`. */
             code: string;
+            /** @description Human-readable explanation. */
             message: string;
         };
-        ChatSummary: {
-            last_message?: components["schemas"]["Message"];
-            online: boolean;
-            /** Format: int64 */
-            unread: number;
-            username: string;
+        /** HistoryDto */
+        HistoryDto: {
+            /** @description Whether more messages lie beyond this page (older ones, or newer ones when paging with `after`). */
+            has_more: boolean;
+            /** @description Ascending by id. */
+            messages: components["schemas"]["MessageDto"][];
         };
-        Credentials: {
-            password: string;
-            username: string;
-        };
-        MarkRead: {
-            /** Format: int64 */
-            up_to: number;
-        };
-        Message: {
-            body: string;
-            client_id?: string | null;
-            /** Format: date-time */
+        /** Me */
+        Me: {
+            /** @description RFC 3339, UTC. */
             created_at: string;
+            is_admin: boolean;
+            username: string;
+        };
+        /**
+         * MessageDto
+         * @description A stored message; the same shape as in WebSocket frames.
+         */
+        MessageDto: {
+            body: string;
+            /** @description The sender's idempotency key. */
+            client_id: string;
+            /** @description RFC 3339, UTC. */
+            created_at: string;
+            /** @description Sender's username. */
             from: string;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Server id, increasing in commit order.
+             */
             id: number;
+            /** @description Recipient's username. */
             to: string;
         };
-        MessagePage: {
-            has_more: boolean;
-            messages: components["schemas"]["Message"][];
-        };
-        SendMessage: {
+        /** NewMessage */
+        NewMessage: {
+            /** @description 1–4000 characters after trimming. */
             body: string;
-            client_id: string;
+            /**
+             * @description Idempotency key, at most 64 characters: a resend with the same key returns the stored
+             *     message and delivers nothing twice.
+             */
+            client_id?: string;
         };
+        /** ReadMarker */
+        ReadMarker: {
+            /**
+             * Format: int64
+             * @description The newest message id I have read.
+             */
+            up_to: number;
+        };
+        /** ReadState */
+        ReadState: {
+            peer: string;
+            /**
+             * Format: int64
+             * @description My read marker as stored (never beyond the newest message, never moving back).
+             */
+            up_to: number;
+        };
+        /** SignedUp */
+        SignedUp: {
+            username: string;
+        };
+        /** Status */
+        Status: {
+            /** @description `ok`, or `unavailable`. */
+            status: string;
+        };
+        /** Token */
         Token: {
             access_token: string;
-            /** Format: int64 */
+            /**
+             * Format: uint64
+             * @description Seconds until the token expires.
+             */
             expires_in: number;
+            /** @description Always `Bearer`. */
             token_type: string;
             username: string;
         };
-        UserOut: {
-            username: string;
-        };
-        UserSummary: {
+        /** UserDto */
+        UserDto: {
             online: boolean;
             username: string;
         };
@@ -209,19 +307,22 @@ export type components = {
     headers: never;
     pathItems: never;
 };
-export type ApiError = components['schemas']['ApiError'];
 export type ChatSummary = components['schemas']['ChatSummary'];
 export type Credentials = components['schemas']['Credentials'];
-export type MarkRead = components['schemas']['MarkRead'];
-export type Message = components['schemas']['Message'];
-export type MessagePage = components['schemas']['MessagePage'];
-export type SendMessage = components['schemas']['SendMessage'];
+export type ErrorBody = components['schemas']['ErrorBody'];
+export type HistoryDto = components['schemas']['HistoryDto'];
+export type Me = components['schemas']['Me'];
+export type MessageDto = components['schemas']['MessageDto'];
+export type NewMessage = components['schemas']['NewMessage'];
+export type ReadMarker = components['schemas']['ReadMarker'];
+export type ReadState = components['schemas']['ReadState'];
+export type SignedUp = components['schemas']['SignedUp'];
+export type Status = components['schemas']['Status'];
 export type Token = components['schemas']['Token'];
-export type UserOut = components['schemas']['UserOut'];
-export type UserSummary = components['schemas']['UserSummary'];
+export type UserDto = components['schemas']['UserDto'];
 export type $defs = Record<string, never>;
 export interface operations {
-    chats_history: {
+    listConversations: {
         parameters: {
             query?: never;
             header?: never;
@@ -230,7 +331,6 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description list */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -239,13 +339,67 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ChatSummary"][];
                 };
             };
-            /** @description unauth */
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -259,12 +413,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description up */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Status"];
+                };
             };
         };
     };
@@ -277,31 +432,87 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description me */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["UserOut"];
+                    "application/json; charset=utf-8": components["schemas"]["Me"];
                 };
             };
-            /** @description unauth */
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
     };
-    list_messages: {
+    getMessages: {
         parameters: {
             query?: {
+                /** @description Only messages with a larger id (the page starts right after it). */
                 after?: number;
+                /** @description Only messages with a smaller id. */
                 before?: number;
+                /** @description 1–100, default 50. */
                 limit?: number;
             };
             header?: never;
@@ -312,98 +523,80 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description page */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["MessagePage"];
+                    "application/json; charset=utf-8": components["schemas"]["HistoryDto"];
                 };
             };
-            /** @description unauth */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
-                };
-            };
-            /** @description nf */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
-                };
-            };
-        };
-    };
-    send_message: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                username: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json; charset=utf-8": components["schemas"]["SendMessage"];
-            };
-        };
-        responses: {
-            /** @description dup */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["Message"];
-                };
-            };
-            /** @description new */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json; charset=utf-8": components["schemas"]["Message"];
-                };
-            };
-            /** @description bad */
+            /** @description The request is invalid; `code` names what is wrong. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description unauth */
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description nf */
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
     };
-    mark_read: {
+    sendMessage: {
         parameters: {
             query?: never;
             header?: never;
@@ -414,33 +607,206 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json; charset=utf-8": components["schemas"]["MarkRead"];
+                "application/json; charset=utf-8": components["schemas"]["NewMessage"];
             };
         };
         responses: {
-            /** @description ok */
-            204: {
+            /** @description A resend of a `client_id` already stored: the stored message, delivered to no one again. */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["MessageDto"];
+                };
             };
-            /** @description unauth */
+            /** @description Stored, acknowledged and delivered. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["MessageDto"];
+                };
+            };
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description nf */
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
             404: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    markRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["ReadMarker"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ReadState"];
+                };
+            };
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    ready: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The database answers. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Status"];
+                };
+            };
+            /** @description The database does not answer. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["Status"];
                 };
             };
         };
@@ -458,7 +824,6 @@ export interface operations {
             };
         };
         responses: {
-            /** @description ok */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -467,13 +832,67 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["Token"];
                 };
             };
-            /** @description bad */
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -487,20 +906,74 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description done */
+            /** @description This token no longer works; the user's other sessions are untouched. */
             204: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content?: never;
             };
-            /** @description unauth */
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
@@ -518,39 +991,86 @@ export interface operations {
             };
         };
         responses: {
-            /** @description created */
+            /** @description The account was created. */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["UserOut"];
+                    "application/json; charset=utf-8": components["schemas"]["SignedUp"];
                 };
             };
-            /** @description invalid */
+            /** @description The request is invalid; `code` names what is wrong. */
             400: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description taken */
+            /** @description Missing, invalid, expired or revoked credentials. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
             409: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };
     };
-    search_users: {
+    searchUsers: {
         parameters: {
             query?: {
+                /** @description 1–100, default 20. */
                 limit?: number;
+                /** @description Part of a username; case-insensitive. */
                 q?: string;
             };
             header?: never;
@@ -559,22 +1079,75 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description list */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["UserSummary"][];
+                    "application/json; charset=utf-8": components["schemas"]["UserDto"][];
                 };
             };
-            /** @description unauth */
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
             401: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["ApiError"];
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
         };

@@ -1,0 +1,275 @@
+// Two people, two browser contexts, the real chatd: the flows issue 3 promises, end to end.
+import { expect, test, type BrowserContext, type Locator, type Page } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+// run.mjs passes the folder; Playwright runs from client/ otherwise.
+const shots = resolve(process.env['CHATD_E2E_ARTIFACTS'] ?? join('e2e', 'artifacts'));
+mkdirSync(shots, { recursive: true });
+
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 360, height: 740 };
+const PASSWORD = 'correct horse battery';
+const suffix = Date.now().toString(36).slice(-5);
+const ALICE = `alice_${suffix}`;
+const BOB = `bob_${suffix}`;
+
+test.describe.configure({ mode: 'serial' });
+
+let aliceContext: BrowserContext;
+let bobContext: BrowserContext;
+let alice: Page;
+let bob: Page;
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(shots, `${name}.png`), animations: 'disabled' });
+}
+
+/** Screenshots one screen at both widths, restoring the page's own size afterwards. */
+async function shotBoth(page: Page, name: string, prepare?: () => Promise<void>): Promise<void> {
+  const original = page.viewportSize();
+  for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+    await page.setViewportSize(size);
+    await prepare?.();
+    await page.waitForTimeout(150);
+    await shot(page, `${name}-${label}`);
+  }
+  if (original) await page.setViewportSize(original);
+}
+
+function conversationRow(page: Page, peer: string): Locator {
+  return page.locator(`[data-testid="conversation"][data-peer="${peer}"]`);
+}
+
+function bodies(page: Page): Locator {
+  return page.getByTestId('message-log').getByTestId('message-body');
+}
+
+async function signUp(page: Page, username: string): Promise<void> {
+  await page.goto('/signup');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.getByTestId('me')).toHaveText(username);
+}
+
+async function send(page: Page, text: string): Promise<void> {
+  const composer = page.getByTestId('composer');
+  await composer.fill(text);
+  await composer.press('Enter');
+}
+
+async function openConversation(page: Page, peer: string): Promise<void> {
+  await conversationRow(page, peer).click();
+  await expect(page.getByRole('heading', { level: 1, name: peer })).toBeVisible();
+}
+
+test.beforeAll(async ({ browser }) => {
+  aliceContext = await browser.newContext({ viewport: DESKTOP });
+  bobContext = await browser.newContext({ viewport: PHONE, hasTouch: true, isMobile: true });
+  alice = await aliceContext.newPage();
+  bob = await bobContext.newPage();
+});
+
+test.afterAll(async () => {
+  await aliceContext?.close();
+  await bobContext?.close();
+});
+
+test('sign-up validates inline, and two people sign up', async () => {
+  await alice.goto('/');
+  await expect(alice).toHaveURL(/\/signin$/);
+  await expect(alice).toHaveTitle('chatd');
+  await shotBoth(alice, 'signin');
+
+  await alice.goto('/signup');
+  await alice.getByLabel('Username').fill('no spaces');
+  await alice.getByLabel('Password', { exact: true }).fill('short');
+  await alice.getByRole('button', { name: 'Create account' }).click();
+  await expect(alice.locator('#username-error')).toContainText('letters, digits');
+  await shotBoth(alice, 'signup-errors');
+
+  await signUp(alice, ALICE);
+  await signUp(bob, BOB);
+
+  // A taken name is reported by the server next to the username field.
+  const stranger = await bobContext.browser()!.newContext();
+  const page = await stranger.newPage();
+  await page.goto('/signup');
+  await page.getByLabel('Username').fill(ALICE.toUpperCase());
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Create account' }).click();
+  await expect(page.locator('#username-error')).toHaveText('That username is taken. Try another.');
+  await stranger.close();
+});
+
+test('A finds B and sends; B sees it live with A’s presence', async () => {
+  await alice.getByLabel('Search people').fill(BOB.slice(0, 6));
+  const result = alice.getByTestId('search-result').filter({ hasText: BOB });
+  await expect(result).toContainText('Online');
+  await shotBoth(alice, 'search');
+  await result.click();
+  await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
+  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
+
+  await send(alice, 'Hi Bob! 👋');
+  const sent = alice.getByTestId('message').filter({ hasText: 'Hi Bob!' });
+  await expect(sent).toHaveAttribute('data-state', 'sent');
+  await expect(sent).toHaveAttribute('data-id', /^\d+$/);
+
+  const row = conversationRow(bob, ALICE);
+  await expect(row).toBeVisible();
+  await expect(row.getByTestId('preview')).toHaveText('Hi Bob! 👋');
+  await expect(row.getByTestId('presence')).toHaveText('Online');
+  await expect(row.getByTestId('unread-badge')).toHaveText('1');
+  await shotBoth(bob, 'conversation-list');
+
+  await openConversation(bob, ALICE);
+  await expect(bodies(bob)).toHaveText(['Hi Bob! 👋']);
+  await expect(bob.getByTestId('peer-status')).toHaveText('Online');
+});
+
+test('B types and replies; A sees typing, the reply and a read receipt', async () => {
+  await bob.getByTestId('composer').pressSequentially('Hello Al', { delay: 20 });
+  await expect(alice.getByTestId('typing-indicator')).toHaveText(`${BOB} is typing…`);
+  await expect(alice.getByTestId('peer-status')).toHaveText('typing…');
+  await bob.getByTestId('composer').pressSequentially('ice', { delay: 20 });
+  await bob.getByTestId('composer').press('Enter');
+
+  await expect(bodies(alice)).toHaveText(['Hi Bob! 👋', 'Hello Alice']);
+  await expect(alice.getByTestId('typing-indicator')).toHaveText('');
+  await expect(bodies(bob)).toHaveText(['Hi Bob! 👋', 'Hello Alice']);
+  await expect(bob.getByTestId('message').last()).toHaveAttribute('data-state', 'sent');
+
+  // Bob had the conversation open, so Alice's message shows as seen.
+  await expect(alice.getByTestId('delivery')).toContainText('Seen');
+
+  // Shift+Enter makes a new line instead of sending.
+  const composer = alice.getByTestId('composer');
+  await composer.fill('line one');
+  await composer.press('Shift+Enter');
+  await composer.pressSequentially('line two');
+  await expect(composer).toHaveValue('line one\nline two');
+  await composer.press('Enter');
+  await expect(bodies(bob).last()).toHaveText('line one\nline two');
+  await shotBoth(alice, 'conversation');
+  await shotBoth(bob, 'conversation-peer');
+});
+
+test('A reloads and the history is still there', async () => {
+  await alice.reload();
+  await expect(alice.getByTestId('me')).toHaveText(ALICE);
+  await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
+  await expect(bodies(alice)).toHaveText(['Hi Bob! 👋', 'Hello Alice', 'line one\nline two']);
+  await expect(alice.getByRole('log')).toBeVisible();
+});
+
+test('B goes offline, A sends three, B comes back and gets each once, in order', async () => {
+  await bobContext.setOffline(true);
+  await expect(bob.getByTestId('connection-banner')).toBeVisible();
+  await expect(alice.getByTestId('peer-status')).toHaveText('Offline');
+  await shotBoth(bob, 'offline');
+
+  for (const text of ['first while away', 'second while away', 'third while away']) {
+    await send(alice, text);
+    await expect(alice.getByTestId('message').filter({ hasText: text })).toHaveAttribute('data-state', 'sent');
+  }
+  await expect(bodies(bob)).toHaveCount(3);
+
+  await bobContext.setOffline(false);
+  await expect(bob.getByTestId('connection-banner')).toBeHidden({ timeout: 20_000 });
+  await expect(bodies(bob)).toHaveText([
+    'Hi Bob! 👋',
+    'Hello Alice',
+    'line one\nline two',
+    'first while away',
+    'second while away',
+    'third while away',
+  ]);
+  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
+  // Nothing arrives twice later on.
+  await bob.waitForTimeout(1000);
+  await expect(bodies(bob)).toHaveCount(6);
+});
+
+test('a send that fails offline is retried with the same id and stored once', async () => {
+  await aliceContext.setOffline(true);
+  await send(alice, 'sent from a tunnel');
+  const failed = alice.getByTestId('message').filter({ hasText: 'sent from a tunnel' });
+  await expect(failed).toHaveAttribute('data-state', 'failed');
+  await expect(failed.getByTestId('retry')).toBeVisible();
+  await shot(alice, 'failed-send-desktop');
+
+  await aliceContext.setOffline(false);
+  await expect(alice.getByTestId('connection-banner')).toBeHidden({ timeout: 20_000 });
+  await failed.getByTestId('retry').click();
+  await expect(failed).toHaveAttribute('data-state', 'sent');
+  await expect(bodies(bob).filter({ hasText: 'sent from a tunnel' })).toHaveCount(1);
+  await alice.reload();
+  await expect(bodies(alice).filter({ hasText: 'sent from a tunnel' })).toHaveCount(1);
+});
+
+test('unread badge and tab title count up, and clear on read', async () => {
+  await bob.getByRole('link', { name: 'Back to conversations' }).click();
+  await expect(conversationRow(bob, ALICE)).toBeVisible();
+  await expect(bob).toHaveTitle('chatd');
+
+  await send(alice, 'unread one');
+  await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveText('1');
+  await expect(bob).toHaveTitle('(1) chatd');
+  await send(alice, 'unread two');
+  await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveText('2');
+  await expect(bob).toHaveTitle('(2) chatd');
+  await expect(conversationRow(bob, ALICE).getByTestId('preview')).toHaveText('unread two');
+  await shotBoth(bob, 'unread');
+
+  await openConversation(bob, ALICE);
+  await expect(bob.getByTestId('read-marker')).toBeVisible();
+  await expect(bodies(bob).last()).toHaveText('unread two');
+  await expect(bob).toHaveTitle('chatd');
+  await bob.getByRole('link', { name: 'Back to conversations' }).click();
+  await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveCount(0);
+
+  // The server agrees: after a reload nothing is unread.
+  await bob.reload();
+  await expect(conversationRow(bob, ALICE)).toBeVisible();
+  await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveCount(0);
+  await expect(bob).toHaveTitle('chatd');
+});
+
+test('sign-out returns to sign-in and the old session can no longer read messages', async ({ request }) => {
+  const token = await bob.evaluate(() => JSON.parse(localStorage.getItem('chatd.session') ?? 'null')?.token as string);
+  expect(token).toBeTruthy();
+  const before = await request.get(`/api/messages/${ALICE}`, { headers: { Authorization: `Bearer ${token}` } });
+  expect(before.status()).toBe(200);
+
+  await bob.getByTestId('sign-out').click();
+  await expect(bob).toHaveURL(/\/signin$/);
+  await expect(bob.getByRole('heading', { name: 'Sign in to chatd' })).toBeVisible();
+  expect(await bob.evaluate(() => localStorage.getItem('chatd.session'))).toBeNull();
+
+  const after = await request.get(`/api/messages/${ALICE}`, { headers: { Authorization: `Bearer ${token}` } });
+  expect(after.status()).toBe(401);
+  expect((await after.json()).code).toBe('unauthorized');
+
+  // Going back to the app does not resurrect the session.
+  await bob.goto('/');
+  await expect(bob).toHaveURL(/\/signin$/);
+  // Alice, signed in elsewhere, is unaffected and sees Bob go offline.
+  await expect(alice.getByTestId('peer-status')).toHaveText('Offline');
+});
+
+test('the app works under the server’s security headers', async ({ request }) => {
+  const response = await request.get('/');
+  const csp = response.headers()['content-security-policy'] ?? '';
+  expect(csp).toContain("script-src 'self'");
+  const errors: string[] = [];
+  const page = await aliceContext.newPage();
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused/i.test(m.text())) errors.push(m.text());
+  });
+  await page.goto('/');
+  await expect(page.getByTestId('me')).toHaveText(ALICE);
+  expect(errors).toEqual([]);
+  await page.close();
+});
