@@ -1,0 +1,437 @@
+//! The `/ws` protocol against a real server: auth, delivery, acks, idempotency, catch-up,
+//! presence and its privacy, typing, read receipts, errors, origins and shutdown.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn send(to: &str, body: &str, client_id: &str) -> serde_json::Value {
+    json!({"type": "send_message", "to": to, "body": body, "client_id": client_id})
+}
+
+#[tokio::test]
+async fn the_first_frame_must_be_a_valid_auth_frame() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+
+    let mut ws = WsClient::open(&server).await;
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.closed_with().await, Some(4401));
+
+    let mut ws = WsClient::open(&server).await;
+    ws.send(json!({"type": "auth", "token": format!("{}x", alice.token)})).await;
+    assert_eq!(ws.closed_with().await, Some(4401));
+
+    let mut ws = WsClient::open(&server).await;
+    ws.send_raw(Message::text("{not json")).await;
+    assert_eq!(ws.closed_with().await, Some(4401));
+
+    let (_, ready, online) = server.connect(&alice).await;
+    assert_eq!(ready, json!({"type": "ready", "username": "alice", "last_id": 0}));
+    assert_eq!(online, json!({"type": "online_users", "users": []}));
+}
+
+#[tokio::test]
+async fn a_socket_without_auth_is_closed_after_the_deadline() {
+    let server = TestServer::start_with(|c| c.websocket.auth_timeout_secs = 1).await;
+    let mut ws = WsClient::open(&server).await;
+    let started = std::time::Instant::now();
+    assert_eq!(ws.closed_with().await, Some(4401));
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed too early: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_message_is_acked_to_its_socket_and_delivered_to_every_other_socket_of_both_users() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_phone, ..) = server.connect(&alice).await;
+    let (mut alice_laptop, ..) = server.connect(&alice).await;
+    let (mut bob_phone, ..) = server.connect(&bob).await;
+    let (mut bob_laptop, ..) = server.connect(&bob).await;
+
+    alice_phone.send(send("Bob", "  hello bob  ", "c-1")).await;
+    let ack = alice_phone.recv_type("ack").await;
+    assert_eq!(ack["client_id"], "c-1");
+    let message = ack["message"].clone();
+    assert_eq!(message["from"], "alice");
+    assert_eq!(message["to"], "bob");
+    assert_eq!(message["body"], "hello bob");
+    assert_eq!(message["client_id"], "c-1");
+    assert!(message["id"].as_i64().unwrap() > 0);
+    let created_at = message["created_at"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(created_at).is_ok() && created_at.ends_with('Z'), "{created_at}");
+
+    for socket in [&mut bob_phone, &mut bob_laptop, &mut alice_laptop] {
+        let received = socket.recv_type("receive_message").await;
+        assert_eq!(received, json!({"type": "receive_message", "message": message}));
+    }
+    // The sending socket gets the ack, then (a first message makes them contacts) bob's presence,
+    // but never its own message back.
+    assert_eq!(alice_phone.recv().await, json!({"type": "presence", "username": "bob", "online": true}));
+    alice_phone.expect_silence(QUIET).await;
+
+    // It is stored: the history has exactly this message.
+    let (status, page) = server.get("/api/messages/bob", Some(&alice.token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["messages"], json!([message]));
+}
+
+#[tokio::test]
+async fn a_resend_with_the_same_client_id_returns_the_stored_message_and_delivers_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+
+    alice_ws.send(send("bob", "once", "same")).await;
+    let first = alice_ws.recv_type("ack").await["message"].clone();
+    assert_eq!(bob_ws.recv_type("receive_message").await["message"], first);
+
+    alice_ws.send(send("bob", "once", "same")).await;
+    let second = alice_ws.recv_type("ack").await["message"].clone();
+    assert_eq!(first, second);
+    bob_ws.expect_silence(QUIET).await;
+
+    // The same key over REST is the same message too.
+    let (status, body) = server.send_rest(&alice, "bob", "once", "same").await;
+    assert_eq!((status, body), (200, first.clone()));
+    bob_ws.expect_silence(QUIET).await;
+
+    let (_, page) = server.get("/api/messages/alice", Some(&bob.token)).await;
+    assert_eq!(page["messages"], json!([first]));
+}
+
+#[tokio::test]
+async fn a_message_to_an_offline_user_arrives_when_they_connect_and_sync() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    alice_ws.send(send("bob", "are you there?", "c-1")).await;
+    let message = alice_ws.recv_type("ack").await["message"].clone();
+
+    let (mut bob_ws, ready, _) = server.connect(&bob).await;
+    assert_eq!(ready["last_id"], message["id"]);
+    bob_ws.send(json!({"type": "sync", "after": 0})).await;
+    assert_eq!(bob_ws.recv().await, json!({"type": "receive_message", "message": message}));
+    assert_eq!(bob_ws.recv().await, json!({"type": "sync_done", "last_id": message["id"]}));
+    bob_ws.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn catch_up_after_reconnect_returns_each_missed_message_once_in_order() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (bob_ws, ..) = server.connect(&bob).await;
+    alice_ws.send(send("bob", "before", "c-0")).await;
+    let seen = alice_ws.recv_type("ack").await["message"]["id"].as_i64().unwrap();
+    bob_ws.close().await;
+
+    let mut missed = Vec::new();
+    for n in 1..=3 {
+        alice_ws.send(send("bob", &format!("missed {n}"), &format!("c-{n}"))).await;
+        missed.push(alice_ws.recv_type("ack").await["message"].clone());
+    }
+
+    let (mut bob_ws, ready, _) = server.connect(&bob).await;
+    assert_eq!(ready["last_id"], missed[2]["id"]);
+    // A message sent after bob registered but before he syncs comes live, not again from sync.
+    alice_ws.send(send("bob", "live", "c-live")).await;
+    let live = alice_ws.recv_type("ack").await["message"].clone();
+
+    bob_ws.send(json!({"type": "sync", "after": seen})).await;
+    let mut received = Vec::new();
+    loop {
+        let frame = bob_ws.recv().await;
+        match frame["type"].as_str().unwrap() {
+            "receive_message" => received.push(frame["message"].clone()),
+            "sync_done" => {
+                assert_eq!(frame["last_id"], missed[2]["id"]);
+                break;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // The live message may come before or among the synced ones; each arrives exactly once.
+    if !received.contains(&live) {
+        received.push(bob_ws.recv_type("receive_message").await["message"].clone());
+    }
+    let mut expected = missed.clone();
+    expected.push(live.clone());
+    let mut sorted = received.clone();
+    sorted.sort_by_key(|m| m["id"].as_i64());
+    assert_eq!(sorted, expected);
+    let synced: Vec<_> = received.iter().filter(|m| **m != live).cloned().collect();
+    assert_eq!(synced, missed, "sync returns the missed messages in id order");
+    bob_ws.expect_silence(QUIET).await;
+
+    // Syncing again from the newest id returns nothing.
+    bob_ws.send(json!({"type": "sync", "after": live["id"]})).await;
+    assert_eq!(bob_ws.recv().await["type"], "sync_done");
+}
+
+#[tokio::test]
+async fn sync_pages_through_long_backlogs() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let total = 1203;
+    for n in 0..total {
+        alice_ws.send(send("bob", &format!("m{n}"), &format!("c{n}"))).await;
+    }
+    let mut last = 0;
+    for _ in 0..total {
+        last = alice_ws.recv_type("ack").await["message"]["id"].as_i64().unwrap();
+    }
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    bob_ws.send(json!({"type": "sync", "after": 0})).await;
+    let mut ids = Vec::new();
+    loop {
+        let frame = bob_ws.recv().await;
+        if frame["type"] == "sync_done" {
+            assert_eq!(frame["last_id"], last);
+            break;
+        }
+        ids.push(frame["message"]["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids.len(), total);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ascending, no duplicates");
+}
+
+#[tokio::test]
+async fn presence_follows_the_first_and_last_socket_and_reaches_contacts_only() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    server.send_rest(&alice, "bob", "hi", "c-1").await;
+
+    let (mut alice_ws, _, online) = server.connect(&alice).await;
+    assert_eq!(online["users"], json!([]));
+    let (mut carol_ws, ..) = server.connect(&carol).await;
+    alice_ws.expect_silence(QUIET).await; // carol is not alice's contact
+
+    let (bob_phone, _, bob_online) = server.connect(&bob).await;
+    assert_eq!(bob_online["users"], json!(["alice"]));
+    assert_eq!(alice_ws.recv().await, json!({"type": "presence", "username": "bob", "online": true}));
+
+    let (bob_laptop, ..) = server.connect(&bob).await;
+    bob_phone.close().await;
+    alice_ws.expect_silence(QUIET).await; // still online on the laptop
+    bob_laptop.close().await;
+    assert_eq!(alice_ws.recv().await, json!({"type": "presence", "username": "bob", "online": false}));
+
+    // Carol shares no conversation with bob and heard nothing about him.
+    carol_ws.expect_silence(QUIET).await;
+    let (_, online) = server.get("/api/chats_history", Some(&alice.token)).await;
+    assert_eq!(online[0]["online"], false);
+}
+
+#[tokio::test]
+async fn a_first_message_makes_two_online_users_contacts() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    alice_ws.expect_silence(QUIET).await;
+
+    alice_ws.send(send("bob", "nice to meet you", "c-1")).await;
+    let mut alice_frames = vec![alice_ws.recv().await, alice_ws.recv().await];
+    alice_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
+    assert_eq!(alice_frames[0]["type"], "ack");
+    assert_eq!(alice_frames[1], json!({"type": "presence", "username": "bob", "online": true}));
+    assert_eq!(bob_ws.recv().await, json!({"type": "presence", "username": "alice", "online": true}));
+    assert_eq!(bob_ws.recv().await["type"], "receive_message");
+
+    bob_ws.close().await;
+    assert_eq!(alice_ws.recv().await, json!({"type": "presence", "username": "bob", "online": false}));
+}
+
+#[tokio::test]
+async fn typing_and_read_receipts_reach_the_peer() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (_, first) = server.send_rest(&alice, "bob", "one", "c-1").await;
+    let (_, second) = server.send_rest(&alice, "bob", "two", "c-2").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    alice_ws.recv_type("presence").await;
+
+    alice_ws.send(json!({"type": "typing", "to": "bob"})).await;
+    assert_eq!(bob_ws.recv().await, json!({"type": "typing", "from": "alice"}));
+    alice_ws.expect_silence(QUIET).await;
+
+    bob_ws.send(json!({"type": "read", "peer": "alice", "up_to": first["id"]})).await;
+    assert_eq!(alice_ws.recv().await, json!({"type": "read", "peer": "bob", "up_to": first["id"]}));
+    let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;
+    assert_eq!(chats[0]["unread"], 1);
+
+    // Over REST too; a marker beyond the newest message is clamped to it.
+    let (status, state) = server.post("/api/messages/alice/read", Some(&bob.token), json!({"up_to": 1_000_000})).await;
+    assert_eq!(status, 200);
+    assert_eq!(state["up_to"], second["id"]);
+    assert_eq!(alice_ws.recv().await, json!({"type": "read", "peer": "bob", "up_to": second["id"]}));
+    let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;
+    assert_eq!(chats[0]["unread"], 0);
+}
+
+#[tokio::test]
+async fn a_rest_send_is_delivered_live_to_both_users_sockets() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    let (status, message) = server.send_rest(&alice, "bob", "over rest", "r-1").await;
+    assert_eq!(status, 201);
+    assert_eq!(bob_ws.recv_type("receive_message").await["message"], message);
+    assert_eq!(alice_ws.recv_type("receive_message").await["message"], message);
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_socket_stays_open() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    let (mut ws, ..) = server.connect(&alice).await;
+
+    let cases = [
+        (Message::text("{not json"), "invalid_json", None),
+        (Message::text(r#"{"type":"shout"}"#), "unknown_type", None),
+        (Message::text(r#"{"no":"type"}"#), "invalid_frame", None),
+        (Message::text(r#"{"type":"sync","after":"x"}"#), "invalid_frame", None),
+        (Message::text(r#"{"type":"typing","to":"bob","extra":true}"#), "invalid_frame", None),
+        (Message::text(r#"{"type":"auth","token":"again"}"#), "already_authenticated", None),
+        (Message::binary(vec![1, 2, 3]), "invalid_frame", None),
+        (Message::text(send("bob", "   ", "e-1").to_string()), "empty_message", Some("e-1")),
+        (Message::text(send("bob", &"x".repeat(4001), "e-2").to_string()), "message_too_long", Some("e-2")),
+        (Message::text(send("nobody", "hi", "e-3").to_string()), "user_not_found", Some("e-3")),
+        (Message::text(send("alice", "me", "e-4").to_string()), "cannot_message_self", Some("e-4")),
+        (Message::text(send("bob", "hi", &"k".repeat(65)).to_string()), "invalid_client_id", Some("k")),
+        (Message::text(r#"{"type":"sync","after":-1}"#), "invalid_parameter", None),
+        (Message::text(r#"{"type":"typing","to":"ghost"}"#), "user_not_found", None),
+    ];
+    for (frame, code, client_id) in cases {
+        ws.send_raw(frame).await;
+        let error = ws.recv().await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["code"], code, "{error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+        match client_id {
+            Some("k") => assert_eq!(error["client_id"], "k".repeat(65)),
+            Some(id) => assert_eq!(error["client_id"], id),
+            None => assert!(error.get("client_id").is_none(), "{error}"),
+        }
+    }
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await, json!({"type": "pong"}));
+}
+
+#[tokio::test]
+async fn a_frame_over_64_kib_closes_the_socket_with_1009() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let (mut ws, ..) = server.connect(&alice).await;
+    ws.send_raw(Message::text(send("bob", &"x".repeat(70 * 1024), "big").to_string())).await;
+    assert_eq!(ws.closed_with().await, Some(1009));
+    // Others carry on.
+    let (mut again, ..) = server.connect(&alice).await;
+    again.send(json!({"type": "ping"})).await;
+    assert_eq!(again.recv().await["type"], "pong");
+}
+
+#[tokio::test]
+async fn browser_origins_other_than_our_own_or_the_allow_list_are_refused() {
+    let server = TestServer::start_with(|c| c.websocket.allowed_origins = vec!["https://chat.example.com".into()]).await;
+    let own = format!("http://{}", server.addr);
+    assert!(WsClient::open_with_origin(&server, &own).await.is_ok());
+    assert!(WsClient::open_with_origin(&server, "https://chat.example.com").await.is_ok());
+    match WsClient::open_with_origin(&server, "https://evil.example").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        Err(other) => panic!("expected an HTTP 403, got {other}"),
+        Ok(_) => panic!("a foreign origin was let in"),
+    }
+}
+
+#[tokio::test]
+async fn signing_out_closes_that_sessions_sockets_only() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let other_device = TestUser { name: "alice".into(), token: server.signin("alice").await };
+    let (mut signed_out, ..) = server.connect(&alice).await;
+    let (mut still_in, ..) = server.connect(&other_device).await;
+
+    let (status, _) = server.post("/api/signout", Some(&alice.token), json!({})).await;
+    assert_eq!(status, 204);
+    assert_eq!(signed_out.closed_with().await, Some(4401));
+    still_in.send(json!({"type": "ping"})).await;
+    assert_eq!(still_in.recv().await["type"], "pong");
+
+    let mut ws = WsClient::open(&server).await;
+    ws.send(json!({"type": "auth", "token": alice.token})).await;
+    assert_eq!(ws.closed_with().await, Some(4401));
+}
+
+#[tokio::test]
+async fn concurrent_senders_reach_the_recipient_once_each_in_id_order() {
+    let server = TestServer::start().await;
+    let bob = server.user("bob").await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    let per_sender = 200;
+    let mut senders = Vec::new();
+    for name in ["alice", "carol", "dave"] {
+        let user = server.user(name).await;
+        let (ws, ..) = server.connect(&user).await;
+        senders.push(ws);
+    }
+    for (s, ws) in senders.iter_mut().enumerate() {
+        for n in 0..per_sender {
+            ws.send(send("bob", &format!("{s}:{n}"), &format!("{s}-{n}"))).await;
+        }
+    }
+    let mut ids = Vec::new();
+    let mut bodies = std::collections::HashSet::new();
+    while ids.len() < per_sender * 3 {
+        let frame = bob_ws.recv().await;
+        if frame["type"] == "receive_message" {
+            ids.push(frame["message"]["id"].as_i64().unwrap());
+            assert!(bodies.insert(frame["message"]["body"].as_str().unwrap().to_owned()), "duplicate {frame}");
+        }
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "delivered in commit order");
+    bob_ws.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001_and_keeps_every_acked_message() {
+    let mut server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    let (mut ws, ..) = server.connect(&alice).await;
+    for n in 0..50 {
+        ws.send(send("bob", &format!("m{n}"), &format!("c{n}"))).await;
+    }
+    let mut acked = Vec::new();
+    for _ in 0..50 {
+        acked.push(ws.recv_type("ack").await["message"].clone());
+    }
+    server.stop_in_place().await;
+    assert_eq!(ws.closed_with().await, Some(1001));
+
+    let server = server.restart().await;
+    let token = server.signin("alice").await;
+    let (_, page) = server.get("/api/messages/bob?limit=100", Some(&token)).await;
+    assert_eq!(page["messages"], json!(acked));
+}
