@@ -36,6 +36,12 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the REST API
     Openapi,
+    /// Exit 0 when the configured server answers /api/ready (for container health checks)
+    Healthcheck {
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The subcommands. Each is a thin adapter over the same services the HTTP API uses.
 mod db;
 mod export;
+mod healthcheck;
 mod serve;
 mod user;
 
@@ -23,6 +24,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user::run(config, command).await,
         Command::Db { command } => db::run(config, command).await,
         Command::Export { output } => export::run(config, &output).await,
+        Command::Healthcheck { timeout } => healthcheck::run(&config, timeout).await,
         Command::Openapi => unreachable!("handled above"),
     }
 }

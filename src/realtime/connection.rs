@@ -19,7 +19,6 @@ use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_TOO_SLOW: u16 = 1013;
 
 type Sink = SplitSink<WebSocketStream, WsMessage>;
 type Source = SplitStream<WebSocketStream>;

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every chatd test: Rust unit and integration tests (real server, real SQLite, real HTTP and
+# WebSocket clients), the web client's unit tests, the check that the generated API client matches
+# the server's OpenAPI document, the browser end-to-end suite (Debian's Chromium, installed here when
+# missing), and a seconds-long benchmark smoke run. Ends with one "N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export NG_CLI_ANALYTICS=false CARGO_TERM_COLOR=never
+log_dir=$(mktemp -d)
+failed_steps=()
+
+step() {
+    local name=$1
+    shift
+    echo "==> $name: $*"
+    if "$@" 2>&1 | tee "$log_dir/$name.log"; then
+        echo "==> $name: ok"
+    else
+        echo "==> $name: FAILED"
+        failed_steps+=("$name")
+    fi
+}
+
+step client-install bash -c '[ -d client/node_modules ] || npm --prefix client ci --no-audit --no-fund'
+step build cargo build --locked --workspace
+chatd_bin="$PWD/target/debug/chatd"
+step rust cargo test --locked --workspace
+step client-unit npm --prefix client run test:unit
+step api-check env CHATD_BIN="$chatd_bin" npm --prefix client run api:check
+step e2e env CHATD_BIN="$chatd_bin" npm --prefix client run e2e
+if [ -f bench/smoke.sh ]; then
+    step bench-smoke bash bench/smoke.sh
+fi
+
+# One closing line over every runner: cargo's "N passed; M failed", Vitest's "Tests  N passed",
+# Playwright's "N passed" / "N failed".
+totals=$(cat "$log_dir"/*.log | python3 -c '
+import re, sys
+passed = failed = 0
+for line in sys.stdin:
+    m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed", line)
+    if m:
+        passed += int(m[1]); failed += int(m[2]); continue
+    m = re.match(r"\s+Tests\s+(?:(\d+) failed \| )?(\d+) passed", line)
+    if m:
+        failed += int(m[1] or 0); passed += int(m[2]); continue
+    m = re.match(r"\s+(\d+) (passed|failed) \(\d", line)
+    if m:
+        if m[2] == "passed": passed += int(m[1])
+        else: failed += int(m[1])
+print(passed, failed)
+')
+read -r passed failed <<<"$totals"
+if [ ${#failed_steps[@]} -gt 0 ]; then
+    echo "failed steps: ${failed_steps[*]}"
+    [ "$failed" -gt 0 ] || failed=${#failed_steps[@]}
+fi
+echo "tests: $passed passed, $failed failed"
+[ ${#failed_steps[@]} -eq 0 ]
