@@ -24,6 +24,7 @@ impl App {
         let store = Store::open(&config).await?;
         store.migrate().await?;
         let accounts = Accounts::new(store.clone(), &config)?;
+        accounts.warm_up().await;
         let hub = Arc::new(Hub::new());
         let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone()).await?;
         Ok(Self { config: Arc::new(config), store, accounts, chat, hub })

@@ -20,8 +20,7 @@ impl MigrationTrait for Migration {
                     id INTEGER PRIMARY KEY AUTOINCREMENT,
                     kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
                     direct_key TEXT UNIQUE,
-                    created_at INTEGER NOT NULL,
-                    last_message_id INTEGER
+                    created_at INTEGER NOT NULL
                 )",
                 "CREATE TABLE conversation_members (
                     conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,

@@ -70,6 +70,12 @@ impl Accounts {
         })
     }
 
+    /// Computes the stand-in hash now, so that the first sign-in of an unknown name is not
+    /// slower than a wrong password (which would tell the name does not exist).
+    pub async fn warm_up(&self) {
+        let _ = tokio::task::spawn_blocking(dummy_hash).await;
+    }
+
     pub async fn sign_up(&self, username: &str, password: &str) -> Result<user::Model> {
         self.create_user(username, password, false).await
     }

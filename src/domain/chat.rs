@@ -1,6 +1,12 @@
 //! Conversations and messages as a signed-in user sees them: sending (through the pipeline),
 //! history, the conversation list, read markers, typing and catch-up.
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
 
 use super::{
     ClientId, ConversationSummary, CurrentUser, HistoryPage, Message, MessageBody, MessageId, UserId, Username,
@@ -13,11 +19,22 @@ use crate::{
         hub::{Hub, Registration, SocketHandle, SocketId},
         protocol::ServerFrame,
     },
-    store::{Store, entities::user, messages, users},
+    store::{Store, messages, users},
 };
 
 /// How many messages `sync` reads from the database at a time.
 const SYNC_PAGE: u64 = 500;
+/// How long a looked-up recipient is trusted before asking the database again, so that an account
+/// disabled or removed by the admin CLI (another process) stops receiving within seconds.
+const PEER_CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// A user someone may write to, as last read from the database.
+#[derive(Clone)]
+struct Peer {
+    id: UserId,
+    username: String,
+    fetched: Instant,
+}
 
 /// Which part of a conversation's history to read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,12 +50,13 @@ pub struct Chat {
     hub: Arc<Hub>,
     pipeline: Pipeline,
     limits: LimitsConfig,
+    peers: Arc<DashMap<String, Peer>>,
 }
 
 impl Chat {
     pub async fn start(store: Store, hub: Arc<Hub>, limits: LimitsConfig) -> Result<Self> {
         let pipeline = Pipeline::start(store.clone(), hub.clone()).await?;
-        Ok(Self { store, hub, pipeline, limits })
+        Ok(Self { store, hub, pipeline, limits, peers: Arc::default() })
     }
 
     /// Sends over REST: waits for the commit. `client_id` is optional here; without one there
@@ -89,15 +107,25 @@ impl Chat {
         })
     }
 
-    /// Another enabled user, by name.
-    async fn find_peer(&self, me: &CurrentUser, name: &str) -> Result<user::Model> {
+    /// Another enabled user, by name. Sending is the hot path, so lookups are cached briefly.
+    async fn find_peer(&self, me: &CurrentUser, name: &str) -> Result<Peer> {
         let name = Username::parse(name).map_err(|_| Error::UserNotFound)?;
         if name.as_str() == me.username {
             return Err(Error::CannotMessageSelf);
         }
+        if let Some(peer) = self.peers.get(name.as_str()).filter(|p| p.fetched.elapsed() < PEER_CACHE_TTL) {
+            return Ok(peer.clone());
+        }
         match users::find_by_username(&self.store.read, name.as_str()).await? {
-            Some(user) if !user.disabled => Ok(user),
-            _ => Err(Error::UserNotFound),
+            Some(user) if !user.disabled => {
+                let peer = Peer { id: user.id, username: user.username, fetched: Instant::now() };
+                self.peers.insert(name.as_str().to_owned(), peer.clone());
+                Ok(peer)
+            }
+            _ => {
+                self.peers.remove(name.as_str());
+                Err(Error::UserNotFound)
+            }
         }
     }
 

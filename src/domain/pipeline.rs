@@ -161,11 +161,32 @@ impl Writer {
                     self.acknowledge_and_deliver(request, outcome);
                 }
             }
+            Err(error) if batch.len() > 1 => {
+                // One bad message (say, to a user deleted a moment ago) must not sink the others:
+                // retry them one by one so only the culprit fails.
+                tracing::warn!(error = ?error, batch = batch.len(), "batch failed; committing its messages one by one");
+                for request in batch {
+                    self.commit_one(request).await;
+                }
+            }
             Err(error) => {
-                tracing::error!(error = ?error, batch = batch.len(), "message batch was not committed");
+                tracing::error!(error = ?error, "message was not committed");
                 for request in batch {
                     self.reject(request, Error::Unavailable);
                 }
+            }
+        }
+    }
+
+    async fn commit_one(&mut self, request: SendRequest) {
+        match self.store_batch(std::slice::from_ref(&request)).await {
+            Ok((mut outcomes, new_conversations)) => {
+                self.conversations.extend(new_conversations);
+                self.acknowledge_and_deliver(request, outcomes.remove(0));
+            }
+            Err(error) => {
+                tracing::error!(error = ?error, "message was not committed");
+                self.reject(request, Error::Unavailable);
             }
         }
     }
@@ -179,7 +200,6 @@ impl Writer {
         let txn = self.store.write.begin().await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut new_conversations: Vec<((UserId, UserId), ConversationId)> = Vec::new();
-        let mut newest_by_sender: HashMap<(ConversationId, UserId), MessageId> = HashMap::new();
         for request in batch {
             let pair = (request.sender.min(request.recipient), request.sender.max(request.recipient));
             let known = self
@@ -209,7 +229,6 @@ impl Writer {
             .await?;
             let outcome = match inserted {
                 Some(id) => {
-                    newest_by_sender.insert((conversation, request.sender), id);
                     Ok(Outcome::Created {
                         message: Message {
                             id,
@@ -228,9 +247,6 @@ impl Writer {
                 },
             };
             outcomes.push(outcome);
-        }
-        for ((conversation, sender), newest) in newest_by_sender {
-            messages::record_sent(&txn, conversation, newest, sender).await?;
         }
         txn.commit().await?;
         Ok((outcomes, new_conversations))

@@ -52,7 +52,6 @@ pub mod conversation {
         pub kind: String,
         pub direct_key: Option<String>,
         pub created_at: i64,
-        pub last_message_id: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -97,26 +97,6 @@ pub async fn find_by_client_id(
     Ok(Some((row.try_get("", "conversation_id")?, message_from_row(&row)?)))
 }
 
-/// After a batch: the conversation's newest message, and the sender has read what they wrote.
-pub async fn record_sent(
-    db: &impl ConnectionTrait,
-    conversation: ConversationId,
-    last_message: MessageId,
-    sender: UserId,
-) -> Result<()> {
-    db.execute_raw(sql(
-        "UPDATE conversations SET last_message_id = ? WHERE id = ? AND (last_message_id IS NULL OR last_message_id < ?)",
-        [last_message.into(), conversation.into(), last_message.into()],
-    ))
-    .await?;
-    db.execute_raw(sql(
-        "UPDATE conversation_members SET last_read_id = ? WHERE conversation_id = ? AND user_id = ? AND last_read_id < ?",
-        [last_message.into(), conversation.into(), sender.into(), last_message.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// Moves `reader`'s read marker forward to `up_to` (never past the newest message, never
 /// backwards); returns the marker as stored.
 pub async fn mark_read(
@@ -128,7 +108,7 @@ pub async fn mark_read(
     let row = db
         .query_one_raw(sql(
             "UPDATE conversation_members
-             SET last_read_id = MAX(last_read_id, MIN(?, COALESCE((SELECT last_message_id FROM conversations WHERE id = ?), 0)))
+             SET last_read_id = MAX(last_read_id, MIN(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0)))
              WHERE conversation_id = ? AND user_id = ? RETURNING last_read_id",
             [up_to.into(), conversation.into(), conversation.into(), reader.into()],
         ))
@@ -219,9 +199,9 @@ pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result
              JOIN conversations c ON c.id = me.conversation_id
              JOIN conversation_members peer ON peer.conversation_id = c.id AND peer.user_id != me.user_id
              JOIN users pu ON pu.id = peer.user_id
-             LEFT JOIN messages m ON m.id = c.last_message_id
+             LEFT JOIN messages m ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id)
              WHERE me.user_id = ?
-             ORDER BY COALESCE(c.last_message_id, 0) DESC, c.id DESC",
+             ORDER BY COALESCE(m.id, 0) DESC, c.id DESC",
             [user.into()],
         ))
         .await?;
