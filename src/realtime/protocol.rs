@@ -55,18 +55,24 @@ const KNOWN_TYPES: &[&str] = &["auth", "send_message", "typing", "read", "sync",
 
 /// Parses one text frame. On failure, looks again to say precisely what was wrong.
 pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
-    serde_json::from_str(text).map_err(|error| {
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
-            return FrameError { code: "invalid_json", message: format!("not valid JSON: {error}") };
-        };
-        match value.get("type").and_then(|t| t.as_str()) {
-            None => FrameError { code: "invalid_frame", message: "a frame is a JSON object with a string `type`".into() },
-            Some(kind) if !KNOWN_TYPES.contains(&kind) => {
-                FrameError { code: "unknown_type", message: format!("unknown frame type `{kind}`") }
-            }
-            Some(kind) => FrameError { code: "invalid_frame", message: format!("invalid `{kind}` frame: {error}") },
+    // serde would also accept `["ping"]` for a tagged enum; the protocol has objects only.
+    if !text.trim_start().starts_with('{') {
+        return Err(explain(text, "a frame is a JSON object with a string `type`".into()));
+    }
+    serde_json::from_str(text).map_err(|error| explain(text, error.to_string()))
+}
+
+fn explain(text: &str, error: String) -> FrameError {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return FrameError { code: "invalid_json", message: format!("not valid JSON: {error}") };
+    };
+    match value.get("type").and_then(|t| t.as_str()) {
+        None => FrameError { code: "invalid_frame", message: "a frame is a JSON object with a string `type`".into() },
+        Some(kind) if !KNOWN_TYPES.contains(&kind) => {
+            FrameError { code: "unknown_type", message: format!("unknown frame type `{kind}`") }
         }
-    })
+        Some(kind) => FrameError { code: "invalid_frame", message: format!("invalid `{kind}` frame: {error}") },
+    }
 }
 
 #[cfg(test)]
