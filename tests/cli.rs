@@ -1,0 +1,523 @@
+//! CLI tests: the real `chatd` binary against a temporary data directory — accounts, schema,
+//! export, the spec, usage errors, and `serve` signing in the accounts the CLI created.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use assert_cmd::{Command, cargo::CommandCargoExt};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A temporary data directory, also used as the working directory so that no stray
+/// `config.toml` or `CHATD_*` variable from the environment leaks in.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `chatd ARGS` with only this sandbox's configuration.
+    fn chatd(&self, args: &[&str]) -> Command {
+        let mut command = Command::cargo_bin("chatd").expect("the chatd binary is built");
+        isolate(command.current_dir(self.path()), self.path());
+        command.args(args);
+        command
+    }
+
+    /// Creates a user with the password from `CHATD_PASSWORD`, asserting success.
+    fn add_user(&self, name: &str, password: &str, admin: bool) {
+        let mut args = vec!["user", "add", name];
+        if admin {
+            args.push("--admin");
+        }
+        self.chatd(&args).env("CHATD_PASSWORD", password).assert().success();
+    }
+
+    /// Starts `chatd serve` on a free port and waits until `/api/health` answers.
+    async fn serve(&self) -> Served {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log_path = self.path().join("serve.log");
+        let log = fs::File::create(&log_path).unwrap();
+        let mut command = std::process::Command::cargo_bin("chatd").expect("the chatd binary is built");
+        isolate(&mut command, self.path());
+        let child = command
+            .arg("serve")
+            .env("CHATD_LISTEN", format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("chatd serve starts");
+        let mut served = Served { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new(), log_path };
+        served.wait_until_healthy().await;
+        served
+    }
+}
+
+/// Keeps the child's configuration to the sandbox: no inherited `CHATD_*`, no repo `config.toml`.
+fn isolate<C: EnvCommand>(command: &mut C, data_dir: &Path) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHATD_") {
+            command.remove_env(&key);
+        }
+    }
+    command.set_env("CHATD_DATA_DIR", data_dir.as_os_str());
+    command.set_dir(data_dir);
+}
+
+/// The bits of `std::process::Command` and `assert_cmd::Command` that `isolate` needs.
+trait EnvCommand {
+    fn remove_env(&mut self, key: &std::ffi::OsStr);
+    fn set_env(&mut self, key: &str, value: &std::ffi::OsStr);
+    fn set_dir(&mut self, dir: &Path);
+}
+
+impl EnvCommand for Command {
+    fn remove_env(&mut self, key: &std::ffi::OsStr) {
+        self.env_remove(key);
+    }
+    fn set_env(&mut self, key: &str, value: &std::ffi::OsStr) {
+        self.env(key, value);
+    }
+    fn set_dir(&mut self, dir: &Path) {
+        self.current_dir(dir);
+    }
+}
+
+impl EnvCommand for std::process::Command {
+    fn remove_env(&mut self, key: &std::ffi::OsStr) {
+        self.env_remove(key);
+    }
+    fn set_env(&mut self, key: &str, value: &std::ffi::OsStr) {
+        self.env(key, value);
+    }
+    fn set_dir(&mut self, dir: &Path) {
+        self.current_dir(dir);
+    }
+}
+
+/// A running `chatd serve`; killed when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+    log_path: PathBuf,
+}
+
+impl Served {
+    async fn wait_until_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("chatd serve exited early ({status}):\n{}", self.log());
+            }
+            if let Ok(response) = self.http.get(self.url("/api/health")).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "chatd serve did not become healthy:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn signin(&self, name: &str, password: &str) -> (u16, Value) {
+        self.post("/api/signin", None, json!({"username": name, "password": password})).await
+    }
+
+    async fn token(&self, name: &str, password: &str) -> String {
+        let (status, body) = self.signin(name, password).await;
+        assert_eq!(status, 200, "sign-in of {name}: {body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// SIGTERM, then the exit status (a clean shutdown is a success).
+    fn terminate(&mut self) -> ExitStatus {
+        let sent = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "chatd serve did not stop on SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 stdout")
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 stderr")
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd user add
+
+#[tokio::test]
+async fn user_add_with_the_password_from_the_environment_can_sign_in() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["user", "add", "alice"]).env("CHATD_PASSWORD", PASSWORD).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stdout_of(&output).is_empty(), "diagnostics go to stderr: {}", stdout_of(&output));
+    assert!(stderr_of(&output).contains("alice"), "{}", stderr_of(&output));
+
+    let mut served = sandbox.serve().await;
+    let (status, token) = served.signin("alice", PASSWORD).await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["token_type"], "Bearer");
+    let (status, me) = served.get("/api/me", token["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["is_admin"], false);
+    let (status, error) = served.signin("alice", "not the password").await;
+    assert_eq!((status, error["code"].as_str()), (401, Some("invalid_credentials")));
+
+    let status = served.terminate();
+    assert!(status.success(), "SIGTERM stops serve cleanly: {status}\n{}", served.log());
+}
+
+#[tokio::test]
+async fn user_add_reads_the_password_from_stdin() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["user", "add", "bob", "--password-stdin"]).write_stdin(format!("{PASSWORD}\n")).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stdout_of(&output).is_empty());
+    // Only the first line counts, and --password-stdin wins over the environment.
+    sandbox
+        .chatd(&["user", "add", "carol", "--password-stdin"])
+        .env("CHATD_PASSWORD", "the environment's password")
+        .write_stdin("carol's own password\r\nsecond line\n")
+        .assert()
+        .success();
+    let output = sandbox.chatd(&["user", "add", "dave", "--password-stdin"]).write_stdin("").output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "empty stdin is a failure");
+    assert!(stderr_of(&output).contains("password"), "{}", stderr_of(&output));
+
+    let served = sandbox.serve().await;
+    assert_eq!(served.signin("bob", PASSWORD).await.0, 200);
+    assert_eq!(served.signin("carol", "carol's own password").await.0, 200);
+    assert_eq!(served.signin("carol", "the environment's password").await.0, 401);
+    assert_eq!(served.signin("dave", "").await.0, 401, "dave was not created");
+}
+
+#[test]
+fn user_add_without_a_password_source_fails_clearly() {
+    let sandbox = Sandbox::new();
+    // Standard input is not a terminal here and CHATD_PASSWORD is not set.
+    let output = sandbox.chatd(&["user", "add", "alice"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout_of(&output).is_empty());
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("CHATD_PASSWORD") && stderr.contains("--password-stdin"), "says how to give one: {stderr}");
+    // Nothing was created: the same name can still be added.
+    sandbox.add_user("alice", PASSWORD, false);
+}
+
+#[test]
+fn user_add_refuses_duplicates_and_invalid_input() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("alice", PASSWORD, false);
+    for (name, password, expect) in [
+        ("alice", PASSWORD, "taken"),
+        ("ALICE", PASSWORD, "taken"),
+        ("x", PASSWORD, "3 characters"),
+        ("not valid!", PASSWORD, "a-z"),
+        ("bob", "short", "8 characters"),
+    ] {
+        let output = sandbox.chatd(&["user", "add", name]).env("CHATD_PASSWORD", password).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{name}: {}", stderr_of(&output));
+        assert!(stdout_of(&output).is_empty());
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains(expect), "{name}: {stderr}");
+        assert!(!stderr.contains("horse") && !stderr.contains("short"), "never echoes the password: {stderr}");
+    }
+}
+
+#[test]
+fn passwords_are_never_command_line_arguments() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["user", "add", "alice", "--password", PASSWORD]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+}
+
+#[tokio::test]
+async fn the_admin_flag_shows_in_me() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("root", PASSWORD, true);
+    sandbox.add_user("plain", PASSWORD, false);
+    let served = sandbox.serve().await;
+    let (_, me) = served.get("/api/me", &served.token("root", PASSWORD).await).await;
+    assert_eq!((me["username"].as_str(), &me["is_admin"]), (Some("root"), &json!(true)));
+    let (_, me) = served.get("/api/me", &served.token("plain", PASSWORD).await).await;
+    assert_eq!((me["username"].as_str(), &me["is_admin"]), (Some("plain"), &json!(false)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd db
+
+/// The schema's first migrations; later ones may be added, each `mYYYYMMDD_NNNNNN_name`.
+const FIRST_MIGRATIONS: [&str; 3] = [
+    "m20261124_000001_create_users",
+    "m20261124_000002_create_sessions",
+    "m20261124_000003_create_conversations_and_messages",
+];
+
+fn is_migration_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    name.len() > 17
+        && bytes[0] == b'm'
+        && bytes[1..9].iter().all(u8::is_ascii_digit)
+        && bytes[9] == b'_'
+        && bytes[10..16].iter().all(u8::is_ascii_digit)
+        && bytes[16] == b'_'
+}
+
+/// `chatd db status` as (state, name) pairs.
+fn db_status(sandbox: &Sandbox) -> Vec<(String, String)> {
+    let output = sandbox.chatd(&["db", "status"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    stdout_of(&output)
+        .lines()
+        .map(|line| {
+            let (state, name) = line.split_once('\t').unwrap_or_else(|| panic!("not `state<TAB>name`: {line:?}"));
+            (state.to_owned(), name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn db_migrate_runs_twice_and_status_lists_every_migration() {
+    let sandbox = Sandbox::new();
+    let before = db_status(&sandbox);
+    let expected: Vec<String> = before.iter().map(|(_, n)| n.clone()).collect();
+    assert_eq!(expected[..3], FIRST_MIGRATIONS, "oldest first");
+    assert!(expected.iter().all(|n| is_migration_name(n)), "{expected:?}");
+    assert!(expected.windows(2).all(|w| w[0] < w[1]), "in order, no duplicates: {expected:?}");
+    assert!(before.iter().all(|(state, _)| state == "pending"), "a new database has nothing applied: {before:?}");
+
+    for _ in 0..2 {
+        let output = sandbox.chatd(&["db", "migrate"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        assert!(stdout_of(&output).is_empty(), "diagnostics go to stderr");
+    }
+    let after = db_status(&sandbox);
+    assert_eq!(after.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(), expected);
+    assert!(after.iter().all(|(state, _)| state == "applied"), "{after:?}");
+    assert!(sandbox.path().join("chat.db").is_file(), "the database lives in the data directory");
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd export
+
+#[tokio::test]
+async fn export_writes_json_lines_in_id_order() {
+    let sandbox = Sandbox::new();
+    for name in ["alice", "bob", "carol"] {
+        sandbox.add_user(name, PASSWORD, name == "alice");
+    }
+    let served = sandbox.serve().await;
+    let alice = served.token("alice", PASSWORD).await;
+    let bob = served.token("bob", PASSWORD).await;
+    let mut sent = Vec::new();
+    for (i, (token, to)) in [(&alice, "bob"), (&bob, "alice"), (&alice, "carol"), (&alice, "bob")].into_iter().enumerate() {
+        let (status, message) =
+            served.post(&format!("/api/messages/{to}"), Some(token), json!({"body": format!("message {i}"), "client_id": format!("e-{i}")})).await;
+        assert_eq!(status, 201, "{message}");
+        sent.push(message);
+    }
+
+    // While the server runs: to standard output, and to a file.
+    let output = sandbox.chatd(&["export"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let to_stdout = stdout_of(&output);
+    let dash = sandbox.chatd(&["export", "-o", "-"]).output().unwrap();
+    assert_eq!(dash.status.code(), Some(0));
+    let file = sandbox.path().join("backup.jsonl");
+    let output = sandbox.chatd(&["export", "-o", file.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stdout_of(&output).is_empty(), "with -o nothing goes to stdout");
+    let to_file = fs::read_to_string(&file).unwrap();
+    let output = sandbox.chatd(&["export", "--output", "second.jsonl"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "a relative path works: {}", stderr_of(&output));
+
+    for export in [&to_stdout, &stdout_of(&dash), &to_file] {
+        let lines: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+        check_export(&lines, &sent);
+    }
+    let without_time = |export: &str| export.lines().skip(1).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(without_time(&to_stdout), without_time(&to_file), "both destinations get the same export");
+    assert!(!to_stdout.contains("argon2"), "no password hash anywhere");
+}
+
+fn check_export(lines: &[Value], sent: &[Value]) {
+    assert_eq!(lines[0]["type"], "version", "{}", lines[0]);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    let users: Vec<&Value> = lines.iter().filter(|l| l["type"] == "user").collect();
+    let conversations: Vec<&Value> = lines.iter().filter(|l| l["type"] == "conversation").collect();
+    let messages: Vec<&Value> = lines.iter().filter(|l| l["type"] == "message").collect();
+    // version, then users, then conversations, then messages.
+    let mut expected_kinds = vec!["version"];
+    expected_kinds.extend(std::iter::repeat_n("user", users.len()));
+    expected_kinds.extend(std::iter::repeat_n("conversation", conversations.len()));
+    expected_kinds.extend(std::iter::repeat_n("message", messages.len()));
+    assert_eq!(kinds, expected_kinds);
+
+    assert_eq!(users.iter().map(|u| u["username"].as_str().unwrap()).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
+    for user in &users {
+        for key in user.as_object().unwrap().keys() {
+            assert!(!key.contains("password") && !key.contains("hash"), "a user line has {key}: {user}");
+        }
+    }
+    assert_eq!(users[0]["is_admin"], true);
+    assert_eq!(users[1]["is_admin"], false);
+    assert_eq!(conversations.len(), 2, "alice–bob and alice–carol");
+    let mut members: Vec<Vec<&str>> = conversations
+        .iter()
+        .map(|c| c["members"].as_array().unwrap().iter().map(|m| m["username"].as_str().or(m.as_str()).unwrap()).collect())
+        .collect();
+    members.iter_mut().for_each(|m| m.sort());
+    members.sort();
+    assert_eq!(members, [["alice", "bob"], ["alice", "carol"]]);
+
+    for list in [&users, &conversations, &messages] {
+        let ids: Vec<i64> = list.iter().map(|l| l["id"].as_i64().unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+    }
+    assert_eq!(messages.len(), sent.len());
+    for (line, message) in messages.iter().zip(sent) {
+        assert_eq!(line["id"], message["id"]);
+        assert_eq!(line["from"], message["from"]);
+        assert_eq!(line["body"], message["body"]);
+        assert_eq!(line["client_id"], message["client_id"]);
+        assert_eq!(line["created_at"], message["created_at"]);
+    }
+}
+
+#[test]
+fn export_of_an_empty_database_is_just_the_version_line() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["export"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let version: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(version["type"], "version");
+    // An unwritable destination is a failure, not a silent success.
+    let output = sandbox.chatd(&["export", "-o", "no/such/dir/out.jsonl"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!stderr_of(&output).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd openapi, usage
+
+#[tokio::test]
+async fn openapi_prints_the_servers_spec() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["openapi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let spec: Value = serde_json::from_str(&stdout_of(&output)).expect("the spec is JSON");
+    assert!(spec["openapi"].is_string(), "has an `openapi` version key");
+    assert!(spec["paths"]["/api/signup"]["post"].is_object());
+    assert!(!sandbox.path().join("chat.db").exists(), "printing the spec touches no database");
+
+    let served = sandbox.serve().await;
+    let live: Value = served.http.get(served.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec, live, "the printed spec is the one the server serves");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let sandbox = Sandbox::new();
+    for args in [
+        vec!["frobnicate"],
+        vec![],
+        vec!["user"],
+        vec!["user", "add"],
+        vec!["user", "remove", "alice"],
+        vec!["db"],
+        vec!["serve", "--no-such-flag"],
+        vec!["export", "-o"],
+    ] {
+        let output = sandbox.chatd(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr_of(&output));
+        assert!(stdout_of(&output).is_empty(), "{args:?}: usage errors go to stderr");
+        assert!(!stderr_of(&output).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_exits_0_and_lists_the_commands() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["--help"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout_of(&output);
+    for command in ["serve", "user", "db", "export", "openapi"] {
+        assert!(help.contains(command), "--help mentions {command}: {help}");
+    }
+    for args in [["user", "--help"], ["db", "--help"]] {
+        assert_eq!(sandbox.chatd(&args).output().unwrap().status.code(), Some(0), "{args:?}");
+    }
+    let output = sandbox.chatd(&["--version"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout_of(&output).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_configuration_fails_with_1() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["serve"]).env("CHATD_LISTEN", "not an address").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("listen"), "{}", stderr_of(&output));
+    let output = sandbox.chatd(&["db", "status", "-c", "missing.toml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("missing.toml"), "{}", stderr_of(&output));
+}
