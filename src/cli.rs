@@ -34,6 +34,23 @@ pub enum Command {
         #[arg(short, long, default_value = "-", value_name = "FILE")]
         output: String,
     },
+    /// Write a consistent snapshot of the database to FILE (safe while serving)
+    Backup {
+        /// Where to write the snapshot; must not exist yet
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Read `chatd export` output into this database; running it twice changes nothing
+    Import {
+        /// JSON Lines from `chatd export`, or `-` for standard input
+        #[arg(value_name = "FILE")]
+        input: String,
+    },
+    /// Check or show the effective configuration
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print the OpenAPI document of the REST API
     Openapi,
     /// Exit 0 when the configured server answers /api/ready (for container health checks)
@@ -56,6 +73,46 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Succeed without changes when the user already exists (for scripts)
+        #[arg(long)]
+        ignore_exists: bool,
+    },
+    /// List accounts
+    List {
+        /// One JSON object per account instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a new password (same sources as `add`) and sign the user out everywhere
+    Passwd {
+        name: String,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete an account with its sessions and the messages it sent
+    Remove { name: String },
+    /// Grant or take away administrator rights
+    SetAdmin {
+        name: String,
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+        admin: bool,
+    },
+    /// Block sign-in and end every session of the account
+    Disable { name: String },
+    /// Allow a disabled account to sign in again
+    Enable { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration; warn about unknown CHATD_* variables and weak secrets
+    Check,
+    /// Print the effective configuration with secrets redacted
+    Show {
+        /// JSON instead of TOML
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -64,5 +121,9 @@ pub enum DbCommand {
     /// Apply pending migrations (safe to run repeatedly)
     Migrate,
     /// List migrations and whether each is applied
-    Status,
+    Status {
+        /// One JSON object per migration
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261124_000001_create_users;
 mod m20261124_000002_create_sessions;
 mod m20261124_000003_create_conversations_and_messages;
+mod m20261124_000004_create_revocations;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_create_users::Migration),
             Box::new(m20261124_000002_create_sessions::Migration),
             Box::new(m20261124_000003_create_conversations_and_messages::Migration),
+            Box::new(m20261124_000004_create_revocations::Migration),
         ]
     }
 }

@@ -9,9 +9,13 @@ pub async fn run(config: Config, command: DbCommand) -> anyhow::Result<()> {
             store.migrate().await?;
             eprintln!("applied {pending} migration(s); the database is up to date");
         }
-        DbCommand::Status => {
+        DbCommand::Status { json } => {
             for (name, applied) in store.migration_status().await? {
-                println!("{}\t{name}", if applied { "applied" } else { "pending" });
+                if json {
+                    println!("{}", serde_json::json!({"name": name, "applied": applied}));
+                } else {
+                    println!("{}\t{name}", if applied { "applied" } else { "pending" });
+                }
             }
         }
     }

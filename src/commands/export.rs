@@ -36,8 +36,8 @@ pub async fn export(store: &Store, mut out: impl Write) -> anyhow::Result<()> {
     writeln!(
         out,
         "{}",
-        json!({"type": "version", "format": EXPORT_FORMAT_VERSION, "chatd": env!("CARGO_PKG_VERSION"),
-               "exported_at": format_time(crate::domain::now_millis())})
+        // No timestamp here: exporting the same data twice gives the same bytes.
+        json!({"type": "version", "format": EXPORT_FORMAT_VERSION, "chatd": env!("CARGO_PKG_VERSION")})
     )?;
     for row in txn
         .query_all_raw(sql("SELECT id, username, is_admin, disabled, created_at FROM users ORDER BY id", []))

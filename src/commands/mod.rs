@@ -1,7 +1,10 @@
 //! The subcommands. Each is a thin adapter over the same services the HTTP API uses.
+mod backup;
+mod config_cmd;
 mod db;
 mod export;
 mod healthcheck;
+mod import;
 mod serve;
 mod user;
 
@@ -24,6 +27,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => user::run(config, command).await,
         Command::Db { command } => db::run(config, command).await,
         Command::Export { output } => export::run(config, &output).await,
+        Command::Backup { output } => backup::run(config, &output).await,
+        Command::Import { input } => import::run(config, &input).await,
+        Command::Config { command } => config_cmd::run(&config, command),
         Command::Healthcheck { timeout } => healthcheck::run(&config, timeout).await,
         Command::Openapi => unreachable!("handled above"),
     }

@@ -1,19 +1,79 @@
-//! `chatd user add`: the same account creation as sign-up, with the password never on the command line.
+//! `chatd user …`: account administration through the same services the API uses. Passwords come
+//! from `CHATD_PASSWORD`, `--password-stdin` or a prompt — never from the command line.
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 
-use crate::{App, cli::UserCommand, config::Config};
+use crate::{App, cli::UserCommand, config::Config, domain::format_time, error::Error};
 
 pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
-    match command {
-        UserCommand::Add { name, admin, password_stdin } => {
-            let password = read_password(password_stdin)?;
-            let app = App::open(config).await?;
-            let user = app.accounts.create_user(&name, &password, admin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!("created {}user {}", if admin { "admin " } else { "" }, user.username);
-            Ok(())
+    // Read the password before touching the database, so a missing one fails fast and cleanly.
+    let password = match &command {
+        UserCommand::Add { password_stdin, .. } | UserCommand::Passwd { password_stdin, .. } => {
+            Some(read_password(*password_stdin)?)
         }
+        _ => None,
+    };
+    let app = App::open(config).await?;
+    let accounts = &app.accounts;
+    let done = |what: String| eprintln!("{what}");
+    match command {
+        UserCommand::Add { name, admin, ignore_exists, .. } => {
+            match accounts.create_user(&name, password.as_deref().unwrap_or_default(), admin).await {
+                Ok(user) => done(format!("created {}user {}", if admin { "admin " } else { "" }, user.username)),
+                Err(Error::UsernameTaken) if ignore_exists => done(format!("user {} already exists; unchanged", name.to_lowercase())),
+                Err(error) => return Err(explain(error)),
+            }
+        }
+        UserCommand::List { json } => list(&app, json).await?,
+        UserCommand::Passwd { name, .. } => {
+            accounts.change_password(&name, password.as_deref().unwrap_or_default()).await.map_err(explain)?;
+            done(format!("changed the password of {}; their sessions are signed out", name.to_lowercase()));
+        }
+        UserCommand::Remove { name } => {
+            accounts.remove_user(&name).await.map_err(explain)?;
+            done(format!("removed user {}", name.to_lowercase()));
+        }
+        UserCommand::SetAdmin { name, admin } => {
+            accounts.set_admin(&name, admin).await.map_err(explain)?;
+            done(format!("{} is {}an administrator", name.to_lowercase(), if admin { "" } else { "no longer " }));
+        }
+        UserCommand::Disable { name } => {
+            accounts.set_disabled(&name, true).await.map_err(explain)?;
+            done(format!("disabled {}; their sessions are signed out", name.to_lowercase()));
+        }
+        UserCommand::Enable { name } => {
+            accounts.set_disabled(&name, false).await.map_err(explain)?;
+            done(format!("enabled {}", name.to_lowercase()));
+        }
+    }
+    Ok(())
+}
+
+async fn list(app: &App, json: bool) -> anyhow::Result<()> {
+    let users = app.accounts.list_users().await.map_err(explain)?;
+    if !json {
+        println!("{:<32}  {:<5}  {:<8}  created", "username", "admin", "disabled");
+    }
+    for user in users {
+        let created = format_time(user.created_at);
+        if json {
+            let line = serde_json::json!({
+                "username": user.username, "is_admin": user.is_admin, "disabled": user.disabled, "created_at": created,
+            });
+            println!("{line}");
+        } else {
+            println!("{:<32}  {:<5}  {:<8}  {created}", user.username, user.is_admin, user.disabled);
+        }
+    }
+    Ok(())
+}
+
+/// Domain errors carry the message a person needs; keep it and drop the wrapping.
+fn explain(error: Error) -> anyhow::Error {
+    match error {
+        Error::Internal(cause) => cause,
+        other => anyhow::anyhow!("{other}"),
     }
 }
 

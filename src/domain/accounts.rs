@@ -12,6 +12,7 @@ use anyhow::Context;
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use rand::RngCore;
+use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 
 use super::{CurrentUser, Password, UserSummary, Username, now_millis};
@@ -130,7 +131,49 @@ impl Accounts {
     }
 
     pub async fn sign_out(&self, user: &CurrentUser) -> Result<()> {
-        users::revoke_session(&self.inner.store.write, &user.session_id).await
+        users::revoke_session(&self.inner.store.write, user.id, &user.session_id).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<user::Model>> {
+        users::list_users(&self.inner.store.read).await
+    }
+
+    /// Sets a new password and signs the user out everywhere.
+    pub async fn change_password(&self, username: &str, password: &str) -> Result<()> {
+        let user = self.find_user(username).await?;
+        let hash = hash_password(Password::parse(password)?).await?;
+        let db = self.inner.store.write.begin().await?;
+        users::set_password_hash(&db, user.id, hash).await?;
+        users::revoke_all_sessions(&db, user.id).await?;
+        db.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_admin(&self, username: &str, is_admin: bool) -> Result<()> {
+        let user = self.find_user(username).await?;
+        users::set_admin(&self.inner.store.write, user.id, is_admin).await
+    }
+
+    /// A disabled account cannot sign in, and its sessions end at once.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
+        let user = self.find_user(username).await?;
+        let db = self.inner.store.write.begin().await?;
+        users::set_disabled(&db, user.id, disabled).await?;
+        if disabled {
+            users::revoke_all_sessions(&db, user.id).await?;
+        }
+        db.commit().await?;
+        Ok(())
+    }
+
+    /// Removes the account, its sessions and the messages it sent.
+    pub async fn remove_user(&self, username: &str) -> Result<()> {
+        let user = self.find_user(username).await?;
+        let db = self.inner.store.write.begin().await?;
+        users::revoke_all_sessions(&db, user.id).await?;
+        users::delete_user(&db, user.id).await?;
+        db.commit().await?;
+        Ok(())
     }
 
     pub async fn find_user(&self, username: &str) -> Result<user::Model> {

@@ -44,6 +44,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
 /// Serves until `shutdown` resolves, then closes every socket with 1001, waits for in-flight
 /// work, and makes sure every queued message is committed before returning.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let watcher = tokio::spawn(crate::realtime::revocations::watch(app.store.clone(), app.hub.clone()));
     let hub = app.hub.clone();
     let signal = async move {
         shutdown.await;
@@ -57,6 +58,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     while app.hub.connected_sockets() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    watcher.abort();
     app.chat.flush().await;
     Ok(())
 }

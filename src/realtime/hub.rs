@@ -198,6 +198,15 @@ impl Hub {
         }
     }
 
+    /// Closes every socket of a user (signed out everywhere, disabled or removed).
+    pub fn close_user(&self, user: UserId, code: u16, reason: &'static str) {
+        if let Some(entry) = self.online.get(&user) {
+            for socket in &entry.sockets {
+                socket.close(code, reason);
+            }
+        }
+    }
+
     /// Closes every socket, e.g. with 1001 when the server shuts down.
     pub fn close_all(&self, code: u16, reason: &'static str) {
         for entry in self.online.iter() {

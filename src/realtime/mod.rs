@@ -3,3 +3,4 @@
 pub mod connection;
 pub mod hub;
 pub mod protocol;
+pub mod revocations;

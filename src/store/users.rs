@@ -1,7 +1,5 @@
 //! Queries about accounts and sign-in sessions.
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
 
 use super::{
     entities::{session, user},
@@ -101,13 +99,80 @@ pub async fn session_user(db: &impl ConnectionTrait, session_id: &str) -> Result
     }))
 }
 
-pub async fn revoke_session(db: &impl ConnectionTrait, session_id: &str) -> Result<()> {
-    session::Entity::update_many()
-        .col_expr(session::Column::RevokedAt, sea_orm::sea_query::Expr::value(now_millis()))
-        .filter(session::Column::Id.eq(session_id))
-        .filter(session::Column::RevokedAt.is_null())
-        .exec(db)
+/// Revokes one session and logs it, so a server in another process closes its sockets too.
+pub async fn revoke_session(db: &impl ConnectionTrait, user_id: UserId, session_id: &str) -> Result<()> {
+    let now = now_millis();
+    db.execute_raw(sql(
+        "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        [now.into(), session_id.into()],
+    ))
+    .await?;
+    log_revocation(db, user_id, Some(session_id), now).await
+}
+
+/// Revokes every session of a user (password change, disable, removal).
+pub async fn revoke_all_sessions(db: &impl ConnectionTrait, user_id: UserId) -> Result<()> {
+    let now = now_millis();
+    db.execute_raw(sql(
+        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+        [now.into(), user_id.into()],
+    ))
+    .await?;
+    log_revocation(db, user_id, None, now).await
+}
+
+async fn log_revocation(db: &impl ConnectionTrait, user_id: UserId, session_id: Option<&str>, now: i64) -> Result<()> {
+    db.execute_raw(sql(
+        "INSERT INTO revocations (user_id, session_id, created_at) VALUES (?, ?, ?)",
+        [user_id.into(), session_id.map(str::to_owned).into(), now.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// A revoked session (or, with no session id, all of a user's sessions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub id: i64,
+    pub user_id: UserId,
+    pub session_id: Option<String>,
+}
+
+pub async fn revocations_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<Revocation>> {
+    let rows = db
+        .query_all_raw(sql("SELECT id, user_id, session_id FROM revocations WHERE id > ? ORDER BY id LIMIT 1000", [after.into()]))
         .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Revocation { id: r.try_get("", "id")?, user_id: r.try_get("", "user_id")?, session_id: r.try_get("", "session_id")? })
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(Error::from)
+}
+
+pub async fn latest_revocation(db: &impl ConnectionTrait) -> Result<i64> {
+    let row = db.query_one_raw(sql("SELECT COALESCE(MAX(id), 0) AS id FROM revocations", [])).await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+}
+
+pub async fn set_password_hash(db: &impl ConnectionTrait, user_id: UserId, hash: String) -> Result<()> {
+    db.execute_raw(sql("UPDATE users SET password_hash = ? WHERE id = ?", [hash.into(), user_id.into()])).await?;
+    Ok(())
+}
+
+pub async fn set_admin(db: &impl ConnectionTrait, user_id: UserId, is_admin: bool) -> Result<()> {
+    db.execute_raw(sql("UPDATE users SET is_admin = ? WHERE id = ?", [is_admin.into(), user_id.into()])).await?;
+    Ok(())
+}
+
+pub async fn set_disabled(db: &impl ConnectionTrait, user_id: UserId, disabled: bool) -> Result<()> {
+    db.execute_raw(sql("UPDATE users SET disabled = ? WHERE id = ?", [disabled.into(), user_id.into()])).await?;
+    Ok(())
+}
+
+/// Deletes the account with its sessions, memberships and the messages it sent.
+pub async fn delete_user(db: &impl ConnectionTrait, user_id: UserId) -> Result<()> {
+    db.execute_raw(sql("DELETE FROM users WHERE id = ?", [user_id.into()])).await?;
     Ok(())
 }
 
