@@ -21,6 +21,9 @@ pub struct App {
 impl App {
     /// Opens the database, applies pending migrations and starts the message pipeline.
     pub async fn open(config: Config) -> anyhow::Result<Self> {
+        if config.metrics.enabled {
+            crate::monitoring::install();
+        }
         let store = Store::open(&config).await?;
         store.migrate().await?;
         let accounts = Accounts::new(store.clone(), &config)?;

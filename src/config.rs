@@ -23,6 +23,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -76,6 +77,24 @@ pub struct LimitsConfig {
     pub max_page_size: u64,
 }
 
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `/metrics`.
+    pub enabled: bool,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
@@ -95,6 +114,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

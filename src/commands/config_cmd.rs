@@ -36,6 +36,9 @@ fn check(config: &Config) -> anyhow::Result<()> {
     if let Some(problem) = weak_secret(&config.auth.jwt_secret) {
         warnings.push(format!("auth.jwt_secret {problem}; leave it empty to have a random one generated"));
     }
+    if config.metrics.enabled && config.metrics.token.is_empty() {
+        warnings.push("metrics are enabled without metrics.token: anyone who reaches the port can read them".into());
+    }
     if config.database.synchronous == "normal" {
         warnings.push("database.synchronous = \"normal\": acked messages may be lost on power failure".into());
     }
@@ -69,9 +72,11 @@ fn weak_secret(secret: &str) -> Option<&'static str> {
 
 fn redacted(config: &Config) -> anyhow::Result<Value> {
     let mut value = serde_json::to_value(config)?;
-    if let Some(secret) = value.pointer_mut("/auth/jwt_secret") {
-        if secret.as_str().is_some_and(|s| !s.is_empty()) {
-            *secret = Value::String("<redacted>".into());
+    for pointer in ["/auth/jwt_secret", "/metrics/token"] {
+        if let Some(secret) = value.pointer_mut(pointer) {
+            if secret.as_str().is_some_and(|s| !s.is_empty()) {
+                *secret = Value::String("<redacted>".into());
+            }
         }
     }
     Ok(value)

@@ -103,8 +103,12 @@ impl Accounts {
         let password_matches = verify_password(password.to_owned(), stored_hash).await?;
         let user = match user {
             Some(user) if password_matches => user,
-            _ => return Err(Error::InvalidCredentials),
+            _ => {
+                metrics::counter!(crate::monitoring::SIGN_INS, "result" => "failed").increment(1);
+                return Err(Error::InvalidCredentials);
+            }
         };
+        metrics::counter!(crate::monitoring::SIGN_INS, "result" => "ok").increment(1);
         if user.disabled {
             return Err(Error::AccountDisabled);
         }

@@ -104,6 +104,7 @@ impl Chat {
             body: body.into_inner(),
             client_id: client_id.into_inner(),
             origin,
+            queued_at: Instant::now(),
         })
     }
 

@@ -9,6 +9,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
+    time::Instant,
 };
 
 use sea_orm::TransactionTrait;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{ConversationId, Message, MessageId, UserId, now_millis};
 use crate::{
     error::{Error, Result},
+    monitoring,
     realtime::{
         hub::{Hub, Registration, SocketHandle, SocketId},
         protocol::ServerFrame,
@@ -38,6 +40,8 @@ pub struct SendRequest {
     pub body: String,
     pub client_id: String,
     pub origin: Origin,
+    /// When validation finished, for the send-to-ack latency metric.
+    pub queued_at: Instant,
 }
 
 /// Where the ack goes.
@@ -154,8 +158,11 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
+        let started = Instant::now();
         match self.store_batch(&batch).await {
             Ok((outcomes, new_conversations)) => {
+                metrics::histogram!(monitoring::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(monitoring::COMMIT_BATCH_SIZE).record(batch.len() as f64);
                 self.conversations.extend(new_conversations);
                 for (request, outcome) in batch.into_iter().zip(outcomes) {
                     self.acknowledge_and_deliver(request, outcome);
@@ -269,16 +276,19 @@ impl Writer {
                 None
             }
         };
+        metrics::histogram!(monitoring::SEND_TO_ACK_SECONDS).record(request.queued_at.elapsed().as_secs_f64());
         if !created {
             return; // a resend: everyone already has it
         }
+        metrics::counter!(monitoring::MESSAGES_STORED).increment(1);
         self.last_committed = self.last_committed.max(message.id);
         if new_conversation {
             self.hub.link_contacts(request.sender, request.recipient);
         }
         let frame = ServerFrame::ReceiveMessage { message: &message }.to_text();
-        self.hub.send_to_user(request.recipient, &frame, None);
-        self.hub.send_to_user(request.sender, &frame, origin_socket);
+        let delivered = self.hub.send_to_user(request.recipient, &frame, None)
+            + self.hub.send_to_user(request.sender, &frame, origin_socket);
+        metrics::counter!(monitoring::MESSAGES_DELIVERED).increment(delivered as u64);
     }
 
     fn reject(&self, request: SendRequest, error: Error) {

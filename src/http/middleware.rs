@@ -9,7 +9,7 @@ use poem::{
 };
 
 use super::error::json_response;
-use crate::App;
+use crate::{App, monitoring};
 
 /// The web app needs no inline scripts; Angular sets some inline styles.
 const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
@@ -32,12 +32,16 @@ pub async fn secure_and_log<E: Endpoint>(next: E, req: Request) -> Result<Respon
     if path.starts_with("/api/") && !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!(monitoring::HTTP_REQUESTS, "method" => method.to_string(), "status" => response.status().as_u16().to_string())
+        .increment(1);
+    metrics::histogram!(monitoring::HTTP_SECONDS).record(elapsed);
     tracing::info!(
         target: "chatd::http",
         %method,
         path,
         status = response.status().as_u16(),
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = elapsed * 1000.0,
         "request"
     );
     Ok(response)

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+mod metrics;
 mod middleware;
 mod spa;
 mod ws;
@@ -32,6 +33,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
         .nest("/api/docs", api.swagger_ui())
         .nest("/api", api)
         .at("/ws", get(ws::websocket))
+        .at("/metrics", get(metrics::metrics_endpoint))
         .at("/", get(spa::serve_ui))
         .at("/*path", get(spa::serve_ui))
         .around(middleware::limit_body)

@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use tokio::sync::{Notify, mpsc};
 
 use super::protocol::ServerFrame;
-use crate::domain::UserId;
+use crate::{domain::UserId, monitoring};
 
 pub type SocketId = u64;
 
@@ -103,6 +103,10 @@ impl Hub {
             entry.sockets.push(socket);
             entry.sockets.len() == 1
         };
+        metrics::gauge!(monitoring::CONNECTED_SOCKETS).increment(1.0);
+        if first_socket {
+            metrics::gauge!(monitoring::ONLINE_USERS).increment(1.0);
+        }
         if first_socket {
             let contacts: Vec<UserId> =
                 self.online.get(&user).map(|e| e.contacts.iter().copied().collect()).unwrap_or_default();
@@ -115,10 +119,15 @@ impl Hub {
     pub fn remove_socket(&self, user: UserId, socket: SocketId) {
         let _presence = self.presence.lock().expect("presence lock");
         let Some(mut entry) = self.online.get_mut(&user) else { return };
+        let before = entry.sockets.len();
         entry.sockets.retain(|s| s.id != socket);
-        if !entry.sockets.is_empty() {
+        if entry.sockets.len() < before {
+            metrics::gauge!(monitoring::CONNECTED_SOCKETS).decrement(1.0);
+        }
+        if !entry.sockets.is_empty() || before == 0 {
             return;
         }
+        metrics::gauge!(monitoring::ONLINE_USERS).decrement(1.0);
         let username = entry.username.clone();
         let contacts: Vec<UserId> = entry.contacts.iter().copied().collect();
         drop(entry);
@@ -171,13 +180,15 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` on every socket of `user`, except the one it came from.
-    pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>) {
-        if let Some(entry) = self.online.get(&user) {
-            for socket in entry.sockets.iter().filter(|s| Some(s.id) != except) {
-                socket.send(frame);
-            }
+    /// Queues `frame` on every socket of `user`, except the one it came from; returns how many.
+    pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>) -> usize {
+        let Some(entry) = self.online.get(&user) else { return 0 };
+        let mut queued = 0;
+        for socket in entry.sockets.iter().filter(|s| Some(s.id) != except) {
+            socket.send(frame);
+            queued += 1;
         }
+        queued
     }
 
     /// Queues `frame` on one particular socket, if it is still connected.
