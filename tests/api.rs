@@ -275,6 +275,53 @@ async fn signout_revokes_only_that_token() {
 }
 
 #[tokio::test]
+async fn signout_closes_the_sockets_opened_with_that_token_only() {
+    let server = TestServer::start().await;
+    let phone = server.user("alice").await;
+    let laptop = TestUser { name: "alice".into(), token: server.signin("alice").await };
+    let (mut phone_socket, _, _) = server.connect(&phone).await;
+    let (mut laptop_socket, _, _) = server.connect(&laptop).await;
+    assert_eq!(server.post("/api/signout", Some(&phone.token), json!({})).await.0, 204);
+    assert_eq!(phone_socket.closed_with().await, Some(4401));
+    laptop_socket.send(json!({"type": "ping"})).await;
+    assert_eq!(laptop_socket.recv().await["type"], "pong", "the other device's socket stays open");
+}
+
+#[tokio::test]
+async fn tokens_are_checked_for_algorithm_signature_and_expiry() {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+    let server = TestServer::start_with(|config| config.auth.token_ttl_secs = 3600).await;
+    let alice = server.user("alice").await;
+    let (_, signin) = signin_with(&server, "alice", PASSWORD).await;
+    assert_eq!(signin["expires_in"], 3600, "the configured lifetime");
+    let payload = alice.token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 3600);
+    let secret = std::fs::read_to_string(server.data_dir.path().join("jwt-secret")).expect("the generated secret");
+    let key = EncodingKey::from_secret(secret.trim().as_bytes());
+    let sign = |algorithm: Algorithm, claims: &Value| encode(&Header::new(algorithm), claims, &key).unwrap();
+
+    // The same claims re-signed with the real key still work, so the checks below test one thing each.
+    assert_eq!(server.get("/api/me", Some(&sign(Algorithm::HS256, &claims))).await.0, 200);
+    let mut expired = claims.clone();
+    expired["iat"] = json!(claims["iat"].as_u64().unwrap() - 7200);
+    expired["exp"] = json!(claims["iat"].as_u64().unwrap() - 3600);
+    assert_error(server.get("/api/me", Some(&sign(Algorithm::HS256, &expired))).await, 401, "unauthorized");
+    assert_error(server.get("/api/me", Some(&sign(Algorithm::HS512, &claims))).await, 401, "unauthorized");
+    let unsigned = format!(
+        "{}.{payload}.",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    assert_error(server.get("/api/me", Some(&unsigned)).await, 401, "unauthorized");
+    let mut other_session = claims.clone();
+    other_session["sid"] = json!("not-a-session");
+    assert_error(server.get("/api/me", Some(&sign(Algorithm::HS256, &other_session))).await, 401, "unauthorized");
+}
+
+#[tokio::test]
 async fn me_returns_the_signed_in_user() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
@@ -338,6 +385,21 @@ async fn user_search_matches_substrings_ignoring_case_and_skips_the_caller() {
     everyone.sort();
     assert_eq!(everyone, ["alfred", "bob", "malina", "sal"]);
     assert_eq!(search(&server, &alice, "?q=").await.len(), 4);
+}
+
+#[tokio::test]
+async fn user_search_takes_the_query_literally() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    for name in ["a_b", "axb", "a.c", "a-c", "abc"] {
+        server.user(name).await;
+    }
+    // `_` and `%` are not wildcards, `.` is not a pattern.
+    assert_eq!(names(&search(&server, &alice, "?q=_").await), ["a_b"]);
+    assert_eq!(names(&search(&server, &alice, "?q=a_").await), ["a_b"]);
+    assert!(search(&server, &alice, "?q=%25").await.is_empty());
+    assert_eq!(names(&search(&server, &alice, "?q=.").await), ["a.c"]);
+    assert_error(server.get(&format!("/api/users?q={}", "a".repeat(33)), Some(&alice.token)).await, 400, "invalid_parameter");
 }
 
 #[tokio::test]

@@ -482,7 +482,7 @@ fn usage_errors_exit_with_2() {
         vec![],
         vec!["user"],
         vec!["user", "add"],
-        vec!["user", "remove", "alice"],
+        vec!["user", "frobnicate", "alice"],
         vec!["db"],
         vec!["serve", "--no-such-flag"],
         vec!["export", "-o"],
