@@ -805,6 +805,38 @@ async fn message_ids_increase_in_commit_order() {
 }
 
 #[tokio::test]
+async fn concurrent_sends_are_all_stored_once() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let keys: Vec<String> = (0..60).map(|i| format!("burst-{i}")).collect();
+    let sends = keys.iter().enumerate().map(|(i, key)| {
+        let (from, to) = if i % 2 == 0 { (&alice, "bob") } else { (&bob, "alice") };
+        server.send_rest(from, to, "burst", key)
+    });
+    let results = futures_util::future::join_all(sends).await;
+    let mut ids: Vec<i64> = results
+        .iter()
+        .map(|(status, message)| {
+            assert_eq!(*status, 201, "{message}");
+            message["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 60, "every send got its own id");
+    assert_eq!(history(&server, &alice, "bob", "?limit=100").await, (ids, false));
+
+    // The same client_id sent many times at once is stored once; every answer is that message.
+    let resends = (0..10).map(|_| server.send_rest(&alice, "bob", "only once", "same-key"));
+    let results = futures_util::future::join_all(resends).await;
+    let created = results.iter().filter(|(status, _)| *status == 201).count();
+    assert_eq!(created, 1, "{results:?}");
+    assert!(results.iter().all(|(status, message)| (*status == 200 || *status == 201) && message == &results[0].1), "{results:?}");
+    assert_eq!(history(&server, &alice, "bob", "?limit=100").await.0.len(), 61);
+}
+
+#[tokio::test]
 async fn the_sender_is_always_the_token_user() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
