@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Runs chatd's benchmark suite: builds release `chatd` and `chatd-bench`, starts a fresh
+# `chatd serve` on loopback with a temporary data directory for each scenario, writes
+# bench/results/<date>.json and prints the table.
+#
+#   bench/run.sh                  the full suite (about half an hour on 2 cores)
+#   bench/run.sh --smoke          seconds-long run with small counts, for CI
+#   bench/run.sh --scenarios "1 2 8"   only these scenarios
+#   bench/run.sh -- --runs 5      anything after -- goes to every `chatd-bench scenario`
+#
+# Environment: CHATD_BENCH_PORT (first port, default 38100), CHATD_SKIP_UI=1 (build without the
+# web app: quicker, but scenario 8 then does not measure the real binary).
+# Exit status is non-zero if any scenario saw a protocol error, a lost or duplicated message.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+smoke=""
+scenarios="8 1 2 3 6 4 5 7"
+out=""
+extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --smoke) smoke="--smoke" ;;
+        --scenarios) scenarios="$2"; shift ;;
+        --out) out="$2"; shift ;;
+        --) shift; extra=("$@"); break ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+echo "building release chatd and chatd-bench…" >&2
+cargo build --release --quiet -p chatd -p chatd-bench
+target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+chatd="$target_dir/release/chatd"
+bench="$target_dir/release/chatd-bench"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/chatd-bench.XXXXXX")"
+server_pid=""
+stop_server() {
+    if [[ -n "$server_pid" ]]; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        for _ in $(seq 1 200); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+trap 'stop_server; rm -rf "$work"' EXIT
+
+base_port="${CHATD_BENCH_PORT:-38100}"
+failed=0
+files=()
+for n in $scenarios; do
+    result="$work/scenario-$n.json"
+    files+=("$result")
+    args=(scenario "$n" $smoke "${extra[@]}")
+    case "$n" in
+        7)
+            args+=(--chatd "$chatd")
+            [[ -d "$work/data-5" ]] && args+=(--seeded-data-dir "$work/data-5")
+            ;;
+        8) args+=(--chatd "$chatd") ;;
+        *)
+            port=$((base_port + n))
+            data="$work/data-$n"
+            mkdir -p "$data"
+            CHATD_LISTEN="127.0.0.1:$port" CHATD_DATA_DIR="$data" "$chatd" serve >"$work/server-$n.log" 2>&1 &
+            server_pid=$!
+            "$bench" wait-ready --url "http://127.0.0.1:$port" --timeout 30
+            args+=(--url "http://127.0.0.1:$port" --server-pid "$server_pid")
+            ;;
+    esac
+    echo "── scenario $n" >&2
+    if ! "$bench" "${args[@]}" >"$result"; then
+        failed=1
+        echo "scenario $n FAILED; server log tail:" >&2
+        tail -n 20 "$work/server-$n.log" 2>/dev/null >&2 || true
+    fi
+    stop_server
+done
+
+if [[ -z "$out" ]]; then
+    if [[ -n "$smoke" ]]; then out="$work/smoke.json"; else out="bench/results/$(date -u +%F).json"; fi
+fi
+command="bench/run.sh${smoke:+ --smoke}"
+[[ "$scenarios" != "8 1 2 3 6 4 5 7" ]] && command+=" --scenarios \"$scenarios\""
+[[ ${#extra[@]} -gt 0 ]] && command+=" -- ${extra[*]}"
+"$bench" report --out "$out" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+    --date "$(date -u +%F)" --command "$command" "${files[@]}"
+[[ -n "$smoke" ]] || echo "results written to $out" >&2
+exit "$failed"

@@ -1,0 +1,161 @@
+//! Combines the scenarios' results into `bench/results/<date>.json` and prints the markdown table
+//! with each figure beside its target and the bare relay's reference from issue 4.
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::scenarios::ScenarioResult;
+
+/// How a figure is judged against its target.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    Below(f64),
+    AtMost(f64),
+    /// Shown for context; no target of its own.
+    None,
+}
+
+struct Row {
+    scenario: u8,
+    figure: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    goal: Goal,
+    target: &'static str,
+    relay: &'static str,
+}
+
+const ROWS: &[Row] = &[
+    row(1, "msgs_per_s", "throughput, ≤ 64 unacked per sender", "msg/s", Goal::AtLeast(150_000.0), "≥ 150,000", "~380,000"),
+    row(1, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(200.0), "< 200", "~130"),
+    row(1, "lost", "lost + duplicated", "", Goal::AtMost(0.0), "0", "0"),
+    row(2, "msgs_per_s", "throughput, wait for each ack", "msg/s", Goal::AtLeast(25_000.0), "≥ 25,000", "~45,000"),
+    row(2, "rx_p99_ms", "send → receive p99", "ms", Goal::None, "", ""),
+    row(3, "msgs_per_s", "delivered rate (asked: 10,000)", "msg/s", Goal::AtLeast(0.99), "the asked rate", ""),
+    row(3, "rx_p50_ms", "send → receive p50", "ms", Goal::Below(1.0), "< 1", ""),
+    row(3, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(5.0), "< 5", "4.9 (at 20k msg/s)"),
+    row(4, "sockets", "idle authenticated sockets", "", Goal::None, "~19,000", ""),
+    row(4, "rss_per_socket_kib", "server RSS per socket", "KiB", Goal::AtMost(8.0), "≤ 8", "~6 (poem, 4 KiB read buffer)"),
+    row(4, "ping_p99_ms", "ping → pong p99", "ms", Goal::Below(5.0), "< 5", ""),
+    row(5, "seeded_messages", "messages stored", "", Goal::AtLeast(10_000_000.0), "10,000,000", ""),
+    row(5, "history_p99_ms", "newest page of 50, p99", "ms", Goal::Below(2.0), "< 2", ""),
+    row(5, "history_deep_p99_ms", "page of 50 at a random id, p99", "ms", Goal::Below(2.0), "< 2", ""),
+    row(6, "signins_per_s", "sign-ins/s (200 at once)", "/s", Goal::AtLeast(70.0), "≥ 70", "~80 (argon2 ~24 ms/core)"),
+    row(6, "storm_rx_p99_ms", "chat p99 during the storm", "ms", Goal::None, "≤ 2× baseline", ""),
+    row(6, "storm_p99_ratio", "storm p99 / baseline p99", "×", Goal::AtMost(2.0), "≤ 2", ""),
+    row(7, "cold_start_empty_ms", "cold start, empty database", "ms", Goal::Below(100.0), "< 100", ""),
+    row(7, "cold_start_seeded_ms", "cold start, seeded database", "ms", Goal::Below(100.0), "< 100", ""),
+    row(8, "binary_mb", "release binary, UI embedded, stripped", "MB", Goal::AtMost(20.0), "≤ 20", ""),
+];
+
+const fn row(
+    scenario: u8,
+    figure: &'static str,
+    label: &'static str,
+    unit: &'static str,
+    goal: Goal,
+    target: &'static str,
+    relay: &'static str,
+) -> Row {
+    Row { scenario, figure, label, unit, goal, target, relay }
+}
+
+pub fn write(out: &Path, commit: &str, date: &str, command: &str, files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut results = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        // A scenario that crashed leaves an empty file; the table shows it as missing.
+        if let Some(line) = text.lines().rev().find(|l| l.trim_start().starts_with('{')) {
+            results.push(serde_json::from_str::<ScenarioResult>(line).with_context(|| format!("bad result in {}", file.display()))?);
+        }
+    }
+    results.sort_by_key(|r| r.scenario);
+    let combined = json!({
+        "date": date,
+        "commit": commit,
+        "command": command,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "scenarios": results,
+    });
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&combined)? + "\n")
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    print!("{}", table(&results));
+    Ok(())
+}
+
+fn table(results: &[ScenarioResult]) -> String {
+    let mut text = String::from("| # | figure | measured (median) | target | met | bare relay |\n|---|---|---|---|---|---|\n");
+    for row in ROWS {
+        let Some(result) = results.iter().find(|r| r.scenario == row.scenario) else { continue };
+        let value = match row.figure {
+            "lost" => Some(result.figures.get("lost").unwrap_or(0.0) + result.figures.get("duplicates").unwrap_or(0.0)),
+            figure => result.figures.get(figure),
+        };
+        // The steady rate is met when (nearly) all of the asked rate was delivered.
+        let goal = match (row.scenario, row.figure, result.params.get("rate").and_then(|r| r.as_f64())) {
+            (3, "msgs_per_s", Some(rate)) => Goal::AtLeast(0.99 * rate),
+            _ => row.goal,
+        };
+        let (shown, met) = match value {
+            Some(v) => (format!("{} {}", format_number(v), row.unit).trim_end().to_owned(), judge(goal, v)),
+            None => ("—".to_owned(), ""),
+        };
+        text.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            row.scenario, row.label, shown, row.target, met, row.relay
+        ));
+    }
+    for result in results.iter().filter(|r| !r.failures.is_empty()) {
+        text.push_str(&format!("\nScenario {} failures: {}\n", result.scenario, result.failures.join("; ")));
+    }
+    text
+}
+
+fn judge(goal: Goal, value: f64) -> &'static str {
+    let met = match goal {
+        Goal::AtLeast(t) => value >= t,
+        Goal::Below(t) => value < t,
+        Goal::AtMost(t) => value <= t,
+        Goal::None => return "",
+    };
+    if met { "yes" } else { "**no**" }
+}
+
+/// Thousands separators for big numbers, three decimals for small ones.
+fn format_number(value: f64) -> String {
+    if value.abs() >= 1000.0 {
+        let digits = format!("{:.0}", value.abs());
+        let mut grouped = String::new();
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        if value < 0.0 { format!("-{grouped}") } else { grouped }
+    } else if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.3}").trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(format_number(152_345.4), "152,345");
+        assert_eq!(format_number(4.5), "4.5");
+        assert_eq!(format_number(0.0), "0");
+        assert_eq!(format_number(123.4), "123");
+    }
+}
