@@ -3,7 +3,7 @@
 // Installs Debian's Chromium when it is missing, starts `chatd serve` on a free local port with a
 // fresh data directory, waits for /api/health, runs Playwright, and always stops the server.
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -86,17 +86,20 @@ mkdirSync(artifacts, { recursive: true });
 const port = await freePort();
 const dataDir = mkdtempSync(join(tmpdir(), 'chatd-e2e-'));
 const baseUrl = `http://127.0.0.1:${port}`;
-const serverLog = createWriteStream(join(artifacts, 'server.log'));
+// The server logs straight into a file: a pipe that this process stopped draining would
+// eventually block the server's writes and stall it.
+const serverLog = openSync(join(artifacts, 'server.log'), 'w');
 log(`starting ${bin} serve on ${baseUrl} (data in ${dataDir})`);
 const server = spawn(bin, ['serve'], {
   env: { ...process.env, CHATD_LISTEN: `127.0.0.1:${port}`, CHATD_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG ?? 'info' },
-  stdio: ['ignore', 'pipe', 'pipe'],
+  stdio: ['ignore', serverLog, serverLog],
 });
-server.stdout.pipe(serverLog);
-server.stderr.pipe(serverLog);
+closeSync(serverLog);
 
 let status = 1;
+let playwright = null;
 const cleanup = async () => {
+  if (playwright && playwright.exitCode === null) playwright.kill('SIGTERM');
   await stop(server);
   rmSync(dataDir, { recursive: true, force: true });
 };
@@ -104,18 +107,29 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => void cleanup().then(() => process.exit(130)));
 }
 
+function runPlaywright(args, env) {
+  return new Promise((done) => {
+    const cli = join(clientDir, 'node_modules', '@playwright', 'test', 'cli.js');
+    playwright = spawn(process.execPath, [cli, 'test', '-c', join(here, 'playwright.config.ts'), ...args], {
+      cwd: clientDir,
+      stdio: 'inherit',
+      env,
+    });
+    playwright.on('exit', (code) => done(code ?? 1));
+  });
+}
+
 try {
   if (!(await waitForHealth(baseUrl, server, 30_000))) {
     throw new Error(`chatd did not become healthy (exit code ${server.exitCode}); see e2e/artifacts/server.log`);
   }
   log('server is up; running Playwright');
-  const cli = join(clientDir, 'node_modules', '@playwright', 'test', 'cli.js');
-  const run = spawnSync(process.execPath, [cli, 'test', '-c', join(here, 'playwright.config.ts'), ...process.argv.slice(2)], {
-    cwd: clientDir,
-    stdio: 'inherit',
-    env: { ...process.env, CHATD_URL: baseUrl, CHROMIUM_BIN: CHROMIUM, CHATD_E2E_ARTIFACTS: artifacts },
+  status = await runPlaywright(process.argv.slice(2), {
+    ...process.env,
+    CHATD_URL: baseUrl,
+    CHROMIUM_BIN: CHROMIUM,
+    CHATD_E2E_ARTIFACTS: artifacts,
   });
-  status = run.status ?? 1;
 } catch (error) {
   console.error(`e2e: ${error.message}`);
   status = 1;

@@ -237,6 +237,89 @@ test('unread badge and tab title count up, and clear on read', async () => {
   await expect(bob).toHaveTitle('chatd');
 });
 
+test('long history: opens at the newest, loads older pages without jumping, offers jump to latest', async ({ request }) => {
+  const carol = `carol_${suffix}`;
+  expect((await request.post('/api/signup', { data: { username: carol, password: PASSWORD } })).status()).toBe(201);
+  const signin = await request.post('/api/signin', { data: { username: carol, password: PASSWORD } });
+  const token = (await signin.json()).access_token as string;
+  const auth = { Authorization: `Bearer ${token}` };
+  for (let i = 1; i <= 130; i++) {
+    // The server limits senders to a steady rate: wait when told to, then resend the same id.
+    for (;;) {
+      const response = await request.post(`/api/messages/${ALICE}`, {
+        headers: auth,
+        data: { body: `history ${i}`, client_id: `seed-${i}` },
+      });
+      if (response.status() === 429) {
+        expect((await response.json()).code).toBe('rate_limited');
+        await new Promise((r) => setTimeout(r, 1000 * Number(response.headers()['retry-after'] ?? 0.2) || 200));
+        continue;
+      }
+      expect(response.status()).toBe(201);
+      break;
+    }
+  }
+
+  // A fresh load knows only the newest message of each conversation; history comes in pages.
+  await alice.goto('/');
+  await expect(conversationRow(alice, carol).getByTestId('unread-badge')).toHaveText('99+');
+  await expect(conversationRow(alice, carol).getByTestId('unread-badge')).toHaveAttribute('aria-label', '130 unread messages');
+  await openConversation(alice, carol);
+  const log = alice.getByTestId('message-log');
+  await expect(bodies(alice).last()).toHaveText('history 130');
+  await expect(bodies(alice).last()).toBeInViewport();
+  await expect(bodies(alice)).toHaveCount(50);
+  await expect(alice.getByTestId('jump-to-latest')).toHaveCount(0);
+
+  // Scroll to the top: the previous page loads and the message that was on top stays put.
+  const before = await log.evaluate((el) => {
+    el.scrollTop = 0;
+    const first = el.querySelector('[data-testid="message"]')!;
+    return { text: first.textContent!.trim(), top: first.getBoundingClientRect().top };
+  });
+  expect(before.text).toContain('history 81');
+  await expect(bodies(alice)).toHaveCount(100);
+  const after = await alice
+    .getByTestId('message')
+    .filter({ hasText: /^\s*carol_\w+:\s*history 81\s*$/ })
+    .evaluate((el) => el.getBoundingClientRect().top);
+  expect(Math.abs(after - before.top)).toBeLessThan(4);
+
+  await log.evaluate((el) => (el.scrollTop = 0));
+  await expect(bodies(alice)).toHaveCount(130);
+  await expect(bodies(alice).first()).toHaveText('history 1');
+  await log.evaluate((el) => (el.scrollTop = 0));
+  await expect(log).toContainText(`This is the beginning of your conversation with ${carol}.`);
+
+  // Scrolled up, a new message does not yank the view: a button offers the way down.
+  await expect(alice.getByTestId('jump-to-latest')).toBeVisible();
+  const response = await request.post(`/api/messages/${ALICE}`, {
+    headers: auth,
+    data: { body: 'are you still there?', client_id: 'seed-late' },
+  });
+  expect(response.status()).toBe(201);
+  await expect(alice.getByTestId('jump-to-latest')).toHaveText('1 new message');
+  await expect(alice).toHaveTitle('(1) chatd');
+  await expect(bodies(alice).last()).not.toBeInViewport();
+  await shotBoth(alice, 'jump-to-latest', async () => {
+    await log.evaluate((el) => (el.scrollTop = el.scrollHeight / 3));
+  });
+  await alice.getByTestId('jump-to-latest').click();
+  await expect(bodies(alice).last()).toHaveText('are you still there?');
+  await expect(bodies(alice).last()).toBeInViewport();
+  await expect(alice.getByTestId('jump-to-latest')).toHaveCount(0);
+  await expect(alice).toHaveTitle('chatd');
+});
+
+test('dark mode follows the system setting', async () => {
+  await alice.emulateMedia({ colorScheme: 'dark' });
+  await conversationRow(alice, BOB).click();
+  const background = await alice.locator('html').evaluate((el) => getComputedStyle(el).backgroundColor);
+  expect(background).toBe('rgb(15, 17, 21)');
+  await shotBoth(alice, 'conversation-dark');
+  await alice.emulateMedia({ colorScheme: 'light' });
+});
+
 test('sign-out returns to sign-in and the old session can no longer read messages', async ({ request }) => {
   const token = await bob.evaluate(() => JSON.parse(localStorage.getItem('chatd.session') ?? 'null')?.token as string);
   expect(token).toBeTruthy();

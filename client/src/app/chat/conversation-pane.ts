@@ -85,9 +85,10 @@ export class ConversationPane {
         const newKey = last?.key ?? null;
         const grew = newKey !== null && newKey !== this.lastKey;
         if (this.anchor) {
+          // Older messages landed above: keep the one that was on top exactly where it was.
           const target = el.querySelector<HTMLElement>(`[data-key="${CSS.escape(this.anchor.key)}"]`);
           if (target) el.scrollTop = target.offsetTop - this.anchor.offset;
-          this.anchor = null;
+          if (!target || rows.find((r) => r.kind === 'message')?.key !== this.anchor.key) this.anchor = null;
         } else if (grew && last?.kind === 'message' && last.mine && this.lastKey !== null) {
           // Something I just wrote: always show it.
           this.scrollToBottom(el);

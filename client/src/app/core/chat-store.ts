@@ -1,5 +1,5 @@
 //! All chat state: conversations, messages, the outbox, presence, typing and read markers.
-import { DestroyRef, Injectable, computed, effect, inject, signal } from '@angular/core';
+import { DestroyRef, Injectable, computed, effect, inject, signal, untracked } from '@angular/core';
 import { Api, ApiError, type ChatSummary, type Message, type UserSummary } from '../api/api';
 import { newClientId } from './ids';
 import { Realtime, type ServerFrame } from './realtime';
@@ -149,6 +149,20 @@ export class ChatStore {
     inject(DestroyRef).onDestroy(() => {
       globalThis.document?.removeEventListener('visibilitychange', onVisibility);
       this.stop();
+    });
+
+    // Without a live socket nobody's presence is known; `online_users` restores it on reconnect.
+    effect(() => {
+      if (this.realtime.state() === 'open') return;
+      untracked(() => {
+        if (this.onlineUsers().size === 0) return;
+        this.onlineUsers.set(new Set());
+        this.state.update((s) => {
+          const next: Record<string, Conversation> = {};
+          for (const [peer, c] of Object.entries(s)) next[peer] = c.online ? { ...c, online: false } : c;
+          return next;
+        });
+      });
     });
 
     // Whatever is on screen, at the bottom of the list, in a visible tab, counts as read.

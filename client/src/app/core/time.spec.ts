@@ -17,7 +17,7 @@ describe('time formatting', () => {
   });
 
   it('keeps list times short', () => {
-    expect(listTime(new Date(2026, 10, 24, 9, 5).toISOString(), now, 'en-GB')).toBe('09:05');
+    expect(listTime(new Date(2026, 10, 24, 9, 5).toISOString(), now, 'en-US')).toBe('9:05 AM');
     expect(listTime(new Date(2026, 10, 23, 9, 5).toISOString(), now, 'en-GB')).toBe('Yesterday');
     expect(listTime(new Date(2026, 10, 21, 9, 5).toISOString(), now, 'en-GB')).toBe('Sat');
   });

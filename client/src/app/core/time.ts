@@ -13,7 +13,7 @@ export function dayKey(iso: string): string {
 }
 
 export function clockTime(iso: string, locale?: string): string {
-  return new Date(iso).toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit' });
+  return new Date(iso).toLocaleTimeString(locale, { hour: 'numeric', minute: '2-digit' });
 }
 
 export function fullDateTime(iso: string, locale?: string): string {
