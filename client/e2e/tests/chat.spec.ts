@@ -311,6 +311,22 @@ test('long history: opens at the newest, loads older pages without jumping, offe
   await expect(alice).toHaveTitle('chatd');
 });
 
+test('the main flow works from the keyboard alone', async () => {
+  await alice.goto('/');
+  await alice.getByLabel('Search people').focus();
+  await alice.keyboard.press('Tab');
+  const focused = alice.locator(':focus');
+  await expect(focused).toHaveAttribute('data-testid', 'conversation');
+  const peer = (await focused.getAttribute('data-peer'))!;
+  await alice.keyboard.press('Enter');
+  await expect(alice.getByRole('heading', { level: 1, name: peer })).toBeVisible();
+  await expect(alice.getByTestId('composer')).toBeFocused();
+  await alice.keyboard.type('typed without a mouse');
+  await alice.keyboard.press('Enter');
+  await expect(bodies(alice).last()).toHaveText('typed without a mouse');
+  await expect(alice.getByTestId('message').last()).toHaveAttribute('data-state', 'sent');
+});
+
 test('dark mode follows the system setting', async () => {
   await alice.emulateMedia({ colorScheme: 'dark' });
   await conversationRow(alice, BOB).click();

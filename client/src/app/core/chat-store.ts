@@ -132,6 +132,7 @@ export class ChatStore {
   readonly totalUnread = computed(() => Object.values(this.state()).reduce((sum, c) => sum + c.unread, 0));
 
   private started = false;
+  private listFetchedAt = 0;
   private syncCursor = 0;
   private everReady = false;
   private readonly seen = new Set<number>();
@@ -144,7 +145,12 @@ export class ChatStore {
   private unsubscribers: (() => void)[] = [];
 
   constructor() {
-    const onVisibility = () => this.pageVisible.set(document.visibilityState !== 'hidden');
+    const onVisibility = () => {
+      const visible = document.visibilityState !== 'hidden';
+      this.pageVisible.set(visible);
+      // Reading on another device does not reach this one live: reconcile unread counts on return.
+      if (visible && this.started && Date.now() - this.listFetchedAt > 30_000) void this.refreshList();
+    };
     globalThis.document?.addEventListener('visibilitychange', onVisibility);
     inject(DestroyRef).onDestroy(() => {
       globalThis.document?.removeEventListener('visibilitychange', onVisibility);
@@ -226,6 +232,7 @@ export class ChatStore {
   }
 
   async refreshList(): Promise<void> {
+    this.listFetchedAt = Date.now();
     try {
       const chats = await this.api.chats();
       this.applyChats(chats);
