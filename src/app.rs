@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     config::Config,
-    domain::{accounts::Accounts, chat::Chat},
+    domain::{accounts::Accounts, chat::Chat, limits::Limits},
     realtime::hub::Hub,
     store::Store,
 };
@@ -16,6 +16,7 @@ pub struct App {
     pub accounts: Accounts,
     pub chat: Chat,
     pub hub: Arc<Hub>,
+    pub limits: Arc<Limits>,
 }
 
 impl App {
@@ -26,10 +27,11 @@ impl App {
         }
         let store = Store::open(&config).await?;
         store.migrate().await?;
-        let accounts = Accounts::new(store.clone(), &config)?;
+        let limits = Arc::new(Limits::new(&config.rate_limits));
+        let accounts = Accounts::new(store.clone(), &config, limits.clone())?;
         accounts.warm_up().await;
         let hub = Arc::new(Hub::new());
-        let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone()).await?;
-        Ok(Self { config: Arc::new(config), store, accounts, chat, hub })
+        let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone(), limits.clone()).await?;
+        Ok(Self { config: Arc::new(config), store, accounts, chat, hub, limits })
     }
 }

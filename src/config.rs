@@ -24,6 +24,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub rate_limits: RateLimitsConfig,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed; from anyone
+    /// else the header is ignored and the socket's address is the client's.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -77,6 +81,47 @@ pub struct LimitsConfig {
     pub max_page_size: u64,
 }
 
+/// Abuse limits; 0 turns a limit off.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitsConfig {
+    pub signin_failures_per_account_per_minute: u32,
+    pub signin_failures_per_address_per_minute: u32,
+    pub signups_per_address_per_hour: u32,
+    /// Sustained messages per user per second, over REST and WebSocket together.
+    pub messages_per_second: u32,
+    /// Messages a user may send at once before the rate applies.
+    pub message_burst: u32,
+    /// Open WebSockets per user.
+    pub sockets_per_user: u32,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            signin_failures_per_account_per_minute: 10,
+            signin_failures_per_address_per_minute: 30,
+            signups_per_address_per_hour: 20,
+            messages_per_second: 20,
+            message_burst: 60,
+            sockets_per_user: 20,
+        }
+    }
+}
+
+impl RateLimitsConfig {
+    pub fn unlimited() -> Self {
+        Self {
+            signin_failures_per_account_per_minute: 0,
+            signin_failures_per_address_per_minute: 0,
+            signups_per_address_per_hour: 0,
+            messages_per_second: 0,
+            message_burst: 0,
+            sockets_per_user: 0,
+        }
+    }
+}
+
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
@@ -115,6 +160,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -195,6 +242,10 @@ impl Config {
         }
         if self.limits.max_request_bytes < 1024 {
             bail!("limits.max_request_bytes must be at least 1024");
+        }
+        for proxy in &self.trusted_proxies {
+            crate::http::client_address::parse_network(proxy)
+                .with_context(|| format!("trusted_proxies: `{proxy}` is not an IP address or CIDR range"))?;
         }
         if self.limits.max_message_chars == 0 || self.limits.max_page_size == 0 {
             bail!("limits.max_message_chars and limits.max_page_size must be positive");

@@ -31,6 +31,8 @@ pub enum Error {
     CannotMessageSelf,
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("too many attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("the database is not available")]
     Unavailable,
     #[error("internal error")]
@@ -54,6 +56,7 @@ impl Error {
             Error::ClientIdConflict => "client_id_conflict",
             Error::CannotMessageSelf => "cannot_message_self",
             Error::InvalidParameter(_) => "invalid_parameter",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable => "unavailable",
             Error::Internal(_) => "internal_error",
         }

@@ -4,6 +4,7 @@
 //! token stops working at once while the user's other devices stay signed in.
 use std::{
     io::Write,
+    net::IpAddr,
     path::Path,
     sync::{Arc, OnceLock},
 };
@@ -15,7 +16,7 @@ use rand::RngCore;
 use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 
-use super::{CurrentUser, Password, UserSummary, Username, now_millis};
+use super::{CurrentUser, Password, UserSummary, Username, limits::Limits, now_millis};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -48,6 +49,7 @@ pub struct Accounts {
 
 struct Inner {
     store: Store,
+    limits: Arc<Limits>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -55,7 +57,7 @@ struct Inner {
 }
 
 impl Accounts {
-    pub fn new(store: Store, config: &Config) -> anyhow::Result<Self> {
+    pub fn new(store: Store, config: &Config, limits: Arc<Limits>) -> anyhow::Result<Self> {
         let secret = signing_secret(config)?;
         let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 5;
@@ -63,6 +65,7 @@ impl Accounts {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                limits,
                 encoding: EncodingKey::from_secret(&secret),
                 decoding: DecodingKey::from_secret(&secret),
                 validation,
@@ -77,7 +80,9 @@ impl Accounts {
         let _ = tokio::task::spawn_blocking(dummy_hash).await;
     }
 
-    pub async fn sign_up(&self, username: &str, password: &str) -> Result<user::Model> {
+    /// Self-service sign-up, limited per client address.
+    pub async fn sign_up(&self, username: &str, password: &str, client: IpAddr) -> Result<user::Model> {
+        self.inner.limits.check_signup(client)?;
         self.create_user(username, password, false).await
     }
 
@@ -94,7 +99,8 @@ impl Accounts {
     }
 
     /// Same error, and the same work, for an unknown user and a wrong password.
-    pub async fn sign_in(&self, username: &str, password: &str) -> Result<IssuedToken> {
+    pub async fn sign_in(&self, username: &str, password: &str, client: IpAddr) -> Result<IssuedToken> {
+        self.inner.limits.check_signin(username, client)?;
         let user = match Username::parse(username) {
             Ok(name) => users::find_by_username(&self.inner.store.read, name.as_str()).await?,
             Err(_) => None,
@@ -105,6 +111,7 @@ impl Accounts {
             Some(user) if password_matches => user,
             _ => {
                 metrics::counter!(crate::monitoring::SIGN_INS, "result" => "failed").increment(1);
+                self.inner.limits.record_signin_failure(username, client);
                 return Err(Error::InvalidCredentials);
             }
         };

@@ -9,6 +9,7 @@ use std::{
 use dashmap::DashMap;
 
 use super::{
+    limits::Limits,
     ClientId, ConversationSummary, CurrentUser, HistoryPage, Message, MessageBody, MessageId, UserId, Username,
     pipeline::{Origin, Pipeline, SendRequest, Sent},
 };
@@ -50,13 +51,14 @@ pub struct Chat {
     hub: Arc<Hub>,
     pipeline: Pipeline,
     limits: LimitsConfig,
+    rate_limits: Arc<Limits>,
     peers: Arc<DashMap<String, Peer>>,
 }
 
 impl Chat {
-    pub async fn start(store: Store, hub: Arc<Hub>, limits: LimitsConfig) -> Result<Self> {
+    pub async fn start(store: Store, hub: Arc<Hub>, limits: LimitsConfig, rate_limits: Arc<Limits>) -> Result<Self> {
         let pipeline = Pipeline::start(store.clone(), hub.clone()).await?;
-        Ok(Self { store, hub, pipeline, limits, peers: Arc::default() })
+        Ok(Self { store, hub, pipeline, limits, rate_limits, peers: Arc::default() })
     }
 
     /// Sends over REST: waits for the commit. `client_id` is optional here; without one there
@@ -94,6 +96,7 @@ impl Chat {
         client_id: ClientId,
         origin: Origin,
     ) -> Result<SendRequest> {
+        self.rate_limits.check_message(me.id)?;
         let body = MessageBody::parse(body, self.limits.max_message_chars)?;
         let recipient = self.find_peer(me, to).await?;
         Ok(SendRequest {

@@ -218,6 +218,12 @@ impl Writer {
                 Some(id) => (id, false),
                 None => match messages::find_direct_conversation(&txn, pair.0, pair.1).await? {
                     Some(id) => (id, false),
+                    // A key already used elsewhere cannot belong to a conversation that does not
+                    // exist yet: refuse before creating an empty one.
+                    None if messages::find_by_client_id(&txn, request.sender, &request.client_id).await?.is_some() => {
+                        outcomes.push(Err(Error::ClientIdConflict));
+                        continue;
+                    }
                     None => (messages::create_direct_conversation(&txn, pair.0, pair.1, now_millis()).await?, true),
                 },
             };

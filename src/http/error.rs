@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Conflicts with existing data (`username_taken`, `client_id_conflict`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Too many attempts; `Retry-After` says how many seconds to wait.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// The server failed; details are in its log, never in the response.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -59,6 +62,7 @@ impl From<Error> for ApiError {
             Error::AccountDisabled => ApiError::Forbidden(json),
             Error::UserNotFound => ApiError::NotFound(json),
             Error::UsernameTaken | Error::ClientIdConflict => ApiError::Conflict(json),
+            Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
             Error::Unavailable => ApiError::Unavailable(json),
             Error::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");

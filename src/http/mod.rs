@@ -2,6 +2,7 @@
 //! all on one listener.
 pub mod api;
 pub mod auth;
+pub mod client_address;
 pub mod error;
 mod metrics;
 mod middleware;
@@ -37,6 +38,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
         .at("/", get(spa::serve_ui))
         .at("/*path", get(spa::serve_ui))
         .around(middleware::limit_body)
+        .around(client_address::attach)
         .data(app.clone())
         .catch_all_error(|error| async move { error::error_response(error) })
         .around(middleware::secure_and_log)
@@ -47,6 +49,14 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
 /// work, and makes sure every queued message is committed before returning.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let watcher = tokio::spawn(crate::realtime::revocations::watch(app.store.clone(), app.hub.clone()));
+    let limits = app.limits.clone();
+    let housekeeping = tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            limits.forget_stale();
+        }
+    });
     let hub = app.hub.clone();
     let signal = async move {
         shutdown.await;
@@ -61,6 +71,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     watcher.abort();
+    housekeeping.abort();
     app.chat.flush().await;
     Ok(())
 }

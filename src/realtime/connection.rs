@@ -19,6 +19,7 @@ use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_TOO_MANY_SOCKETS: u16 = 4429;
 
 type Sink = SplitSink<WebSocketStream, WsMessage>;
 type Source = SplitStream<WebSocketStream>;
@@ -32,6 +33,11 @@ pub async fn serve_connection(socket: WebSocketStream, app: App) {
         Err(_) => return close(&mut sink, CLOSE_UNAUTHORIZED, "no auth frame in time").await,
     };
 
+    let max_sockets = app.limits.sockets_per_user;
+    if max_sockets > 0 && app.hub.sockets_of(user.id) >= max_sockets {
+        metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
+        return close(&mut sink, CLOSE_TOO_MANY_SOCKETS, "too many open sockets for this user").await;
+    }
     let (queue, outbound) = mpsc::channel(SOCKET_QUEUE_FRAMES);
     let stop = Arc::new(Notify::new());
     let socket_id = app.hub.next_socket_id();

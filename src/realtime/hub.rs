@@ -135,6 +135,10 @@ impl Hub {
         self.announce(&contacts, &username, false);
     }
 
+    pub fn sockets_of(&self, user: UserId) -> usize {
+        self.online.get(&user).map_or(0, |e| e.sockets.len())
+    }
+
     pub fn is_online(&self, user: UserId) -> bool {
         self.online.contains_key(&user)
     }

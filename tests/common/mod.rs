@@ -38,6 +38,8 @@ impl TestServer {
 
     async fn start_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_data_dir(data_dir.path());
+        // Tests exercise behaviour at speed; the limits have tests of their own that turn them on.
+        config.rate_limits = chatd::config::RateLimitsConfig::unlimited();
         configure(&mut config);
         let app = App::open(config).await.expect("app opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

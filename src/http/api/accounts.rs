@@ -5,7 +5,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use super::ApiTags;
 use crate::{
     App, domain,
-    http::{auth::BearerAuth, error::ApiError},
+    http::{auth::BearerAuth, client_address::ClientAddress, error::ApiError},
 };
 
 #[derive(Debug, Object)]
@@ -61,15 +61,15 @@ pub struct AccountsApi;
 impl AccountsApi {
     /// Create an account.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
-    async fn signup(&self, app: Data<&App>, body: Json<Credentials>) -> Result<SignUpResponse, ApiError> {
-        let user = app.accounts.sign_up(&body.username, &body.password).await?;
+    async fn signup(&self, app: Data<&App>, client: Data<&ClientAddress>, body: Json<Credentials>) -> Result<SignUpResponse, ApiError> {
+        let user = app.accounts.sign_up(&body.username, &body.password, client.0.0).await?;
         Ok(SignUpResponse::Created(Json(SignedUp { username: user.username })))
     }
 
     /// Sign in and receive a bearer token. Unknown users and wrong passwords get the same answer.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
-    async fn signin(&self, app: Data<&App>, body: Json<Credentials>) -> Result<Json<Token>, ApiError> {
-        let issued = app.accounts.sign_in(&body.username, &body.password).await?;
+    async fn signin(&self, app: Data<&App>, client: Data<&ClientAddress>, body: Json<Credentials>) -> Result<Json<Token>, ApiError> {
+        let issued = app.accounts.sign_in(&body.username, &body.password, client.0.0).await?;
         Ok(Json(Token {
             access_token: issued.access_token,
             token_type: "Bearer".into(),

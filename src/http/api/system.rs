@@ -3,11 +3,11 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
 use super::ApiTags;
-use crate::App;
+use crate::{App, error::Error, http::error::ErrorBody};
 
 #[derive(Debug, Object)]
 pub struct Status {
-    /// `ok`, or `unavailable`.
+    /// Always `ok`.
     pub status: String,
 }
 
@@ -18,7 +18,7 @@ pub enum ReadyResponse {
     Ready(Json<Status>),
     /// The database does not answer.
     #[oai(status = 503)]
-    NotReady(Json<Status>),
+    NotReady(Json<ErrorBody>),
 }
 
 pub struct SystemApi;
@@ -37,7 +37,8 @@ impl SystemApi {
         if app.store.is_ready().await {
             ReadyResponse::Ready(Json(Status { status: "ok".into() }))
         } else {
-            ReadyResponse::NotReady(Json(Status { status: "unavailable".into() }))
+            let error = Error::Unavailable;
+            ReadyResponse::NotReady(Json(ErrorBody { code: error.code().into(), message: error.to_string() }))
         }
     }
 }
