@@ -325,6 +325,14 @@ test('the main flow works from the keyboard alone', async () => {
   await alice.keyboard.press('Enter');
   await expect(bodies(alice).last()).toHaveText('typed without a mouse');
   await expect(alice.getByTestId('message').last()).toHaveAttribute('data-state', 'sent');
+
+  // Search, then Enter opens the best match.
+  await alice.getByLabel('Search people').focus();
+  await alice.keyboard.type(BOB);
+  await expect(alice.getByTestId('search-result').first()).toContainText(BOB);
+  await alice.keyboard.press('Enter');
+  await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
+  await expect(alice.getByLabel('Search people')).toHaveValue('');
 });
 
 test('dark mode follows the system setting', async () => {

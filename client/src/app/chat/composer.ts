@@ -117,7 +117,10 @@ export class Composer {
       const peer = this.peer();
       untracked(() => {
         this.text.set(drafts.get(peer) ?? '');
-        queueMicrotask(() => this.box().nativeElement.focus({ preventScroll: true }));
+        // On touch screens focusing would pop the keyboard over the conversation; wait for a tap.
+        if (!globalThis.matchMedia?.('(pointer: coarse)').matches) {
+          queueMicrotask(() => this.box().nativeElement.focus({ preventScroll: true }));
+        }
       });
       onCleanup(() => drafts.set(peer, untracked(this.text)));
     });

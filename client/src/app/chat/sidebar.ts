@@ -1,6 +1,6 @@
 //! The sidebar: who I am, the conversation list, and people search for new conversations.
 import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, output, signal } from '@angular/core';
-import { RouterLink } from '@angular/router';
+import { Router, RouterLink } from '@angular/router';
 import { ApiError, type UserSummary } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore, lastMessage, type Conversation } from '../core/chat-store';
@@ -30,6 +30,7 @@ const SEARCH_DEBOUNCE_MS = 200;
 export class Sidebar {
   protected readonly store = inject(ChatStore);
   protected readonly attention = inject(Attention);
+  private readonly router = inject(Router);
   readonly signOut = output<void>();
 
   protected readonly query = signal('');
@@ -102,6 +103,15 @@ export class Sidebar {
 
   protected onSearchKey(event: KeyboardEvent): void {
     if (event.key === 'Escape') this.clearSearch();
+    if (event.key === 'Enter') {
+      // Enter opens the best match, so a known name is two keystrokes away.
+      const first = this.results()?.[0];
+      if (first && !this.searching()) {
+        event.preventDefault();
+        this.clearSearch();
+        void this.router.navigate(['/c', first.username]);
+      }
+    }
   }
 
   protected unreadLabel(n: number): string {

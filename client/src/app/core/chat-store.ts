@@ -126,7 +126,7 @@ export class ChatStore {
   readonly conversations = computed(() => {
     const active = this.active();
     return Object.values(this.state())
-      .filter((c) => c.messages.length > 0 || c.outbox.length > 0 || c.peer === active)
+      .filter((c) => c.messages.length > 0 || c.outbox.length > 0 || (c.peer === active && !c.notFound))
       .sort((a, b) => this.recency(b) - this.recency(a) || a.peer.localeCompare(b.peer));
   });
   readonly totalUnread = computed(() => Object.values(this.state()).reduce((sum, c) => sum + c.unread, 0));
