@@ -68,6 +68,8 @@ pub struct WebSocketConfig {
     pub allowed_origins: Vec<String>,
     /// Seconds a new socket has to send its `auth` frame.
     pub auth_timeout_secs: u64,
+    /// Seconds between server pings; a socket silent for two intervals is closed.
+    pub ping_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,7 +182,7 @@ impl Default for AuthConfig {
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
-        Self { allowed_origins: Vec::new(), auth_timeout_secs: 5 }
+        Self { allowed_origins: Vec::new(), auth_timeout_secs: 5, ping_interval_secs: 30 }
     }
 }
 
@@ -230,6 +232,9 @@ impl Config {
         }
         if self.database.read_connections == 0 {
             bail!("database.read_connections must be at least 1");
+        }
+        if self.websocket.ping_interval_secs == 0 || self.websocket.auth_timeout_secs == 0 {
+            bail!("websocket.ping_interval_secs and websocket.auth_timeout_secs must be positive");
         }
         if self.auth.token_ttl_secs < 60 {
             bail!("auth.token_ttl_secs must be at least 60");

@@ -435,3 +435,21 @@ async fn shutdown_closes_sockets_with_1001_and_keeps_every_acked_message() {
     let (_, page) = server.get("/api/messages/bob?limit=100", Some(&token)).await;
     assert_eq!(page["messages"], json!(acked));
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_and_its_user_goes_offline() {
+    let server = TestServer::start_with(|c| c.websocket.ping_interval_secs = 1).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    server.send_rest(&alice, "bob", "hi", "c-1").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let (mut bob_ws, ..) = server.connect(&bob).await;
+    alice_ws.recv_type("presence").await;
+
+    // Bob's client stops reading (and so stops answering pings) while alice's keeps reading.
+    let offline = alice_ws.recv_type("presence").await;
+    assert_eq!(offline, json!({"type": "presence", "username": "bob", "online": false}));
+    assert_eq!(bob_ws.closed_with().await, Some(1001));
+    alice_ws.send(json!({"type": "ping"})).await;
+    assert_eq!(alice_ws.recv_type("pong").await["type"], "pong");
+}

@@ -97,6 +97,7 @@ async fn write_frames(mut sink: Sink, mut outbound: mpsc::Receiver<Outbound>, st
         while let Some(item) = next.take() {
             let written = match item {
                 Outbound::Text(frame) => sink.feed(WsMessage::Text(frame.to_string())).await,
+                Outbound::Ping => sink.feed(WsMessage::Ping(Vec::new())).await,
                 Outbound::Close(code, reason) => {
                     close(&mut sink, code, reason).await;
                     stop.notify_one();
@@ -127,12 +128,26 @@ struct Connection<'a> {
 }
 
 impl Connection<'_> {
+    /// Reads until the client leaves, the writer stops, or the client has been silent for two
+    /// ping intervals (a connection that died without closing: its presence must not linger).
     async fn read_frames(&mut self, source: &mut Source, stop: &Notify) {
+        let interval = Duration::from_secs(self.app.config.websocket.ping_interval_secs);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        let mut last_heard = tokio::time::Instant::now();
         loop {
             let frame = tokio::select! {
                 frame = source.next() => frame,
                 _ = stop.notified() => return,
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() >= interval * 2 {
+                        let _ = self.queue.try_send(Outbound::Close(CLOSE_GOING_AWAY, "no answer to pings"));
+                        return;
+                    }
+                    let _ = self.queue.try_send(Outbound::Ping);
+                    continue;
+                }
             };
+            last_heard = tokio::time::Instant::now();
             match frame {
                 Some(Ok(WsMessage::Text(text))) => self.handle_text(&text).await,
                 Some(Ok(WsMessage::Binary(_))) => {

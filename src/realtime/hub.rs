@@ -26,6 +26,8 @@ pub const SOCKET_QUEUE_FRAMES: usize = 1024;
 #[derive(Debug)]
 pub enum Outbound {
     Text(Arc<str>),
+    /// A WebSocket-level ping, to find connections that died without closing.
+    Ping,
     Close(u16, &'static str),
 }
 
