@@ -76,7 +76,8 @@ function stop(server) {
   });
 }
 
-const bin = process.env.CHATD_BIN ? resolve(process.cwd(), process.env.CHATD_BIN) : null;
+// npm runs scripts from client/; a relative CHATD_BIN means relative to where npm was started.
+const bin = process.env.CHATD_BIN ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.CHATD_BIN) : null;
 if (!bin) die('set CHATD_BIN to the chatd binary, e.g. CHATD_BIN=target/debug/chatd npm --prefix client run e2e');
 if (!existsSync(bin)) die(`CHATD_BIN=${bin} does not exist; build the server first`);
 

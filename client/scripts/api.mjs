@@ -42,7 +42,8 @@ function chatdBin() {
   if (!bin) {
     fail('CHATD_BIN is not set. Point it at a built chatd binary, e.g. CHATD_BIN=../target/debug/chatd');
   }
-  return resolve(process.cwd(), bin);
+  // npm runs scripts from client/; a relative path means relative to where npm was started.
+  return resolve(process.env.INIT_CWD ?? process.cwd(), bin);
 }
 
 function specFromServer(bin) {
