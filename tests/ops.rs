@@ -255,3 +255,42 @@ fn the_dockerfile_builds_what_the_readme_says_and_runs_safely() {
     assert!(runtime.contains(r#"ENTRYPOINT ["chatd"]"#) && runtime.contains(r#"CMD ["serve"]"#));
     assert!(runtime.contains("CHATD_DATA_DIR=/data"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_have_one_object_per_request_line() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("chatd"));
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHATD_")) {
+        command.env_remove(key);
+    }
+    let mut child = command
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("CHATD_DATA_DIR", dir.path())
+        .env("CHATD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHATD_LOG__FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/ready");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reqwest::get(&url).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reqwest::get(format!("http://127.0.0.1:{port}/api/nope")).await.unwrap();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["path"] == "/api/nope")
+        .unwrap_or_else(|| panic!("no line for the request in {log}"));
+    assert_eq!(request["fields"]["status"], 404);
+    assert!(request["fields"]["duration_ms"].as_f64().is_some());
+    assert!(lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("shutting down"))));
+}
