@@ -33,13 +33,34 @@ pub struct IssuedToken {
     pub username: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
+/// What a token says: signed, so only the server can have written it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
     /// The username, for humans reading a token; the server trusts `sid` only.
-    sub: String,
-    sid: String,
-    iat: u64,
-    exp: u64,
+    pub sub: String,
+    /// The session row the token names; revoking it ends the token.
+    pub sid: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The only way tokens are checked: HS256 and nothing else, `exp` and `sub` required, 5 s leeway.
+pub fn token_validation() -> Validation {
+    let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation
+}
+
+/// The pure half of [`Accounts::authenticate`]: checks a token's algorithm, signature and expiry
+/// against `secret` and returns its claims, touching no database. The session it names must still
+/// be looked up.
+pub fn decode_claims(token: &str, secret: &[u8]) -> Result<Claims> {
+    decode_with(token, &DecodingKey::from_secret(secret), &token_validation())
+}
+
+fn decode_with(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims> {
+    decode::<Claims>(token, key, validation).map(|data| data.claims).map_err(|_| Error::Unauthorized)
 }
 
 #[derive(Clone)]
@@ -59,9 +80,7 @@ struct Inner {
 impl Accounts {
     pub fn new(store: Store, config: &Config, limits: Arc<Limits>) -> anyhow::Result<Self> {
         let secret = signing_secret(config)?;
-        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let validation = token_validation();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -135,9 +154,7 @@ impl Accounts {
 
     /// The user behind a token, if its signature, expiry and session are all still good.
     pub async fn authenticate(&self, token: &str) -> Result<CurrentUser> {
-        let claims = decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-            .map_err(|_| Error::Unauthorized)?
-            .claims;
+        let claims = decode_with(token, &self.inner.decoding, &self.inner.validation)?;
         users::session_user(&self.inner.store.read, &claims.sid).await?.ok_or(Error::Unauthorized)
     }
 

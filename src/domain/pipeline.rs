@@ -23,7 +23,10 @@ use crate::{
         hub::{Hub, Registration, SocketHandle, SocketId},
         protocol::ServerFrame,
     },
-    store::{Store, messages},
+    store::{
+        Store,
+        messages::{self, NewMessage},
+    },
 };
 
 /// The most sends committed in one transaction.
@@ -205,8 +208,9 @@ impl Writer {
         batch: &[SendRequest],
     ) -> Result<(Vec<Result<Outcome>>, Vec<((UserId, UserId), ConversationId)>)> {
         let txn = self.store.write.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
         let mut new_conversations: Vec<((UserId, UserId), ConversationId)> = Vec::new();
+        // First the conversation of each message, creating those that do not exist yet.
+        let mut placed: Vec<Result<(ConversationId, bool)>> = Vec::with_capacity(batch.len());
         for request in batch {
             let pair = (request.sender.min(request.recipient), request.sender.max(request.recipient));
             let known = self
@@ -214,50 +218,64 @@ impl Writer {
                 .get(&pair)
                 .or_else(|| new_conversations.iter().find(|(p, _)| *p == pair).map(|(_, id)| id))
                 .copied();
-            let (conversation, new_conversation) = match known {
-                Some(id) => (id, false),
+            let conversation = match known {
+                Some(id) => Ok((id, false)),
                 None => match messages::find_direct_conversation(&txn, pair.0, pair.1).await? {
-                    Some(id) => (id, false),
+                    Some(id) => Ok((id, false)),
                     // A key already used elsewhere cannot belong to a conversation that does not
                     // exist yet: refuse before creating an empty one.
                     None if messages::find_by_client_id(&txn, request.sender, &request.client_id).await?.is_some() => {
-                        outcomes.push(Err(Error::ClientIdConflict));
-                        continue;
+                        Err(Error::ClientIdConflict)
                     }
-                    None => (messages::create_direct_conversation(&txn, pair.0, pair.1, now_millis()).await?, true),
+                    None => Ok((messages::create_direct_conversation(&txn, pair.0, pair.1, now_millis()).await?, true)),
                 },
             };
-            if known.is_none() {
-                new_conversations.push((pair, conversation));
+            if let (None, Ok((id, _))) = (known, &conversation) {
+                new_conversations.push((pair, *id));
             }
-            let created_at = now_millis();
-            let inserted = messages::insert_message(
-                &txn,
-                conversation,
-                request.sender,
-                &request.client_id,
-                &request.body,
-                created_at,
-            )
-            .await?;
-            let outcome = match inserted {
-                Some(id) => {
-                    Ok(Outcome::Created {
-                        message: Message {
-                            id,
-                            from: request.sender_name.clone(),
-                            to: request.recipient_name.clone(),
-                            body: request.body.clone(),
-                            created_at,
-                            client_id: request.client_id.clone(),
+            placed.push(conversation);
+        }
+        // Then every message in as few statements as possible.
+        let created_at = now_millis();
+        let rows: Vec<NewMessage> = batch
+            .iter()
+            .zip(&placed)
+            .filter_map(|(request, placed)| {
+                let (conversation, _) = placed.as_ref().ok()?;
+                Some(NewMessage {
+                    conversation: *conversation,
+                    sender: request.sender,
+                    client_id: &request.client_id,
+                    body: &request.body,
+                    created_at,
+                })
+            })
+            .collect();
+        let mut inserted = messages::insert_messages(&txn, &rows).await?;
+        // A key missing from `inserted` was stored before (or earlier in this batch): a resend.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (request, placed) in batch.iter().zip(placed) {
+            let outcome = match placed {
+                Err(error) => Err(error),
+                Ok((conversation, new_conversation)) => {
+                    match inserted.remove(&(request.sender, request.client_id.clone())) {
+                        Some(id) => Ok(Outcome::Created {
+                            message: Message {
+                                id,
+                                from: request.sender_name.clone(),
+                                to: request.recipient_name.clone(),
+                                body: request.body.clone(),
+                                created_at,
+                                client_id: request.client_id.clone(),
+                            },
+                            new_conversation,
+                        }),
+                        None => match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
+                            Some((stored_in, message)) if stored_in == conversation => Ok(Outcome::Resent(message)),
+                            _ => Err(Error::ClientIdConflict),
                         },
-                        new_conversation,
-                    })
+                    }
                 }
-                None => match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
-                    Some((stored_in, message)) if stored_in == conversation => Ok(Outcome::Resent(message)),
-                    _ => Err(Error::ClientIdConflict),
-                },
             };
             outcomes.push(outcome);
         }

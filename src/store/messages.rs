@@ -1,5 +1,7 @@
 //! Queries about conversations and messages. The write side is only called by the message
 //! pipeline (`domain::chat::pipeline`), inside its batch transaction.
+use std::collections::HashMap;
+
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 use super::sql;
@@ -61,24 +63,45 @@ pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b:
     Ok(id)
 }
 
-/// Inserts a message unless the sender already used this `client_id`; returns the new id,
-/// or `None` for a resend.
-pub async fn insert_message(
+/// A message ready to be stored.
+pub struct NewMessage<'a> {
+    pub conversation: ConversationId,
+    pub sender: UserId,
+    pub client_id: &'a str,
+    pub body: &'a str,
+    pub created_at: i64,
+}
+
+/// Rows per INSERT statement: few enough statement shapes for the prepared-statement cache, and
+/// one round trip to SQLite for many messages.
+const ROWS_PER_INSERT: usize = 32;
+
+/// Inserts the messages whose `(sender, client_id)` is new, in order (so their ids increase in
+/// that order); returns the new ids by `(sender, client_id)`. Resends are skipped, not errors.
+pub async fn insert_messages(
     db: &impl ConnectionTrait,
-    conversation: ConversationId,
-    sender: UserId,
-    client_id: &str,
-    body: &str,
-    created_at: i64,
-) -> Result<Option<MessageId>> {
-    let row = db
-        .query_one_raw(sql(
-            "INSERT INTO messages (conversation_id, sender_id, client_id, body, created_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id",
-            [conversation.into(), sender.into(), client_id.into(), body.into(), created_at.into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?)
+    rows: &[NewMessage<'_>],
+) -> Result<HashMap<(UserId, String), MessageId>> {
+    let mut inserted = HashMap::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let placeholders = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|row| -> [sea_orm::Value; 5] {
+            [row.conversation.into(), row.sender.into(), row.client_id.into(), row.body.into(), row.created_at.into()]
+        });
+        let returned = db
+            .query_all_raw(sql(
+                &format!(
+                    "INSERT INTO messages (conversation_id, sender_id, client_id, body, created_at) VALUES {placeholders}
+                     ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id, sender_id, client_id"
+                ),
+                values,
+            ))
+            .await?;
+        for row in returned {
+            inserted.insert((row.try_get("", "sender_id")?, row.try_get("", "client_id")?), row.try_get("", "id")?);
+        }
+    }
+    Ok(inserted)
 }
 
 /// A message already stored under `(sender, client_id)`, with the conversation it belongs to.

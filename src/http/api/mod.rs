@@ -6,6 +6,10 @@ mod users;
 
 use poem_openapi::{Object, OpenApiService, Tags};
 
+/// The request bodies, for tests and fuzzing that parse them as the API does.
+pub use accounts::Credentials;
+pub use conversations::{NewMessage, ReadMarker};
+
 use crate::domain;
 
 #[derive(Tags)]
