@@ -124,6 +124,10 @@ try {
   if (!(await waitForHealth(baseUrl, server, 30_000))) {
     throw new Error(`chatd did not become healthy (exit code ${server.exitCode}); see e2e/artifacts/server.log`);
   }
+  const page = await (await fetch(`${baseUrl}/`)).text();
+  if (!page.includes('<app-root')) {
+    throw new Error('this chatd binary serves no web app (was it built with CHATD_SKIP_UI=1?); rebuild it with `cargo build`');
+  }
   log('server is up; running Playwright');
   status = await runPlaywright(process.argv.slice(2), {
     ...process.env,

@@ -162,6 +162,14 @@ test('A reloads and the history is still there', async () => {
   await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
   await expect(bodies(alice)).toHaveText(['Hi Bob! 👋', 'Hello Alice', 'line one\nline two']);
   await expect(alice.getByRole('log')).toBeVisible();
+
+  // The browser's back and forward buttons move between screens.
+  await alice.goBack();
+  await expect(alice).toHaveURL(/\/$/);
+  await expect(alice.getByRole('heading', { name: 'Your messages' })).toBeVisible();
+  await alice.goForward();
+  await expect(alice).toHaveURL(new RegExp(`/c/${BOB}$`));
+  await expect(bodies(alice)).toHaveCount(3);
 });
 
 test('B goes offline, A sends three, B comes back and gets each once, in order', async () => {

@@ -1,16 +1,10 @@
-//! Application providers: zoneless change detection and the router.
+//! Application providers: zoneless change detection; navigation is the small `Nav` service.
 import {
   type ApplicationConfig,
   provideBrowserGlobalErrorListeners,
   provideZonelessChangeDetection,
 } from '@angular/core';
-import { provideRouter, withComponentInputBinding } from '@angular/router';
-import { routes } from './app.routes';
 
 export const appConfig: ApplicationConfig = {
-  providers: [
-    provideBrowserGlobalErrorListeners(),
-    provideZonelessChangeDetection(),
-    provideRouter(routes, withComponentInputBinding()),
-  ],
+  providers: [provideBrowserGlobalErrorListeners(), provideZonelessChangeDetection()],
 };

@@ -1,11 +1,31 @@
-//! The root component: just the router outlet; screens live under auth/ and chat/.
-import { ChangeDetectionStrategy, Component } from '@angular/core';
-import { RouterOutlet } from '@angular/router';
+//! The root component: shows the screen the URL and the session select.
+import { ChangeDetectionStrategy, Component, computed, inject } from '@angular/core';
+import { AuthPage } from './auth/auth-page';
+import { ChatShell } from './chat/chat-shell';
+import { Nav } from './core/nav';
 
 @Component({
   selector: 'app-root',
-  imports: [RouterOutlet],
-  template: '<router-outlet />',
+  imports: [AuthPage, ChatShell],
+  template: `
+    @switch (screen().name) {
+      @case ('signin') {
+        <app-auth-page mode="signin" />
+      }
+      @case ('signup') {
+        <app-auth-page mode="signup" />
+      }
+      @default {
+        <app-chat-shell [peer]="peer()" />
+      }
+    }
+  `,
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
-export class App {}
+export class App {
+  protected readonly screen = inject(Nav).screen;
+  protected readonly peer = computed(() => {
+    const screen = this.screen();
+    return screen.name === 'chat' ? screen.peer : null;
+  });
+}

@@ -1,6 +1,6 @@
 import { TestBed } from '@angular/core/testing';
-import { provideRouter, Router } from '@angular/router';
 import { Api, ApiError } from '../api/api';
+import { Nav } from '../core/nav';
 import { Session } from '../core/session';
 import { AuthPage } from './auth-page';
 
@@ -16,7 +16,7 @@ describe('AuthPage', () => {
     api.signin.mockReset();
     TestBed.configureTestingModule({
       imports: [AuthPage],
-      providers: [provideRouter([]), { provide: Api, useValue: api }],
+      providers: [{ provide: Api, useValue: api }],
     });
   });
 
@@ -79,7 +79,7 @@ describe('AuthPage', () => {
   it('signs up, signs in and keeps the session with the canonical username', async () => {
     api.signup.mockResolvedValue({ username: 'alice' });
     api.signin.mockResolvedValue({ access_token: 't0k', token_type: 'Bearer', expires_in: 60, username: 'alice' });
-    const navigate = vi.spyOn(TestBed.inject(Router), 'navigateByUrl').mockResolvedValue(true);
+    const navigate = vi.spyOn(TestBed.inject(Nav), 'go').mockImplementation(() => undefined);
     const { type, submit } = await render('signup');
     await type('username', 'Alice');
     await type('password', 'correct horse');

@@ -1,7 +1,7 @@
 //! Sign in and sign up: one form, inline validation that mirrors the server's rules and codes.
 import { ChangeDetectionStrategy, Component, ElementRef, computed, inject, input, signal, viewChild } from '@angular/core';
-import { Router, RouterLink } from '@angular/router';
 import { Api, ApiError } from '../api/api';
+import { Nav, NavLink } from '../core/nav';
 import { Session } from '../core/session';
 import { authErrorFor, passwordProblem, usernameProblem, type AuthField } from '../core/validation';
 
@@ -9,17 +9,16 @@ type Mode = 'signin' | 'signup';
 
 @Component({
   selector: 'app-auth-page',
-  imports: [RouterLink],
+  imports: [NavLink],
   templateUrl: './auth-page.html',
   styleUrl: './auth-page.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
 export class AuthPage {
   private readonly api = inject(Api);
-  private readonly router = inject(Router);
+  private readonly nav = inject(Nav);
   protected readonly session = inject(Session);
 
-  /** Bound from the route's data. */
   readonly mode = input<Mode>('signin');
 
   protected readonly username = signal('');
@@ -75,7 +74,7 @@ export class AuthPage {
       if (this.isSignup()) await this.api.signup(username, password);
       const token = await this.api.signin(username, password);
       this.session.start({ token: token.access_token, username: token.username });
-      await this.router.navigateByUrl('/');
+      this.nav.go('/');
     } catch (e) {
       const error = e instanceof ApiError ? e : new ApiError(0, 'unexpected', 'Something went wrong.');
       const { field, text } = authErrorFor(error.code, error.message, this.mode());

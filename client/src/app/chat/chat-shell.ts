@@ -1,33 +1,28 @@
 //! The signed-in layout: connection banner, conversation sidebar and the open conversation.
-import {
-  ChangeDetectionStrategy,
-  Component,
-  DestroyRef,
-  computed,
-  effect,
-  inject,
-  signal,
-} from '@angular/core';
-import { Router, RouterOutlet } from '@angular/router';
+import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, input, signal } from '@angular/core';
 import { Api } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore } from '../core/chat-store';
 import { Session } from '../core/session';
+import { ConversationPane } from './conversation-pane';
+import { EmptyPane } from './empty-pane';
 import { Sidebar } from './sidebar';
 
 @Component({
   selector: 'app-chat-shell',
-  imports: [RouterOutlet, Sidebar],
+  imports: [Sidebar, ConversationPane, EmptyPane],
   templateUrl: './chat-shell.html',
   styleUrl: './chat-shell.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
 export class ChatShell {
+  /** The conversation in the URL, if any. */
+  readonly peer = input<string | null>(null);
+
   protected readonly store = inject(ChatStore);
   protected readonly attention = inject(Attention);
   private readonly session = inject(Session);
   private readonly api = inject(Api);
-  private readonly router = inject(Router);
 
   private readonly now = signal(Date.now());
   protected readonly banner = computed(() => {
@@ -46,10 +41,6 @@ export class ChatShell {
     inject(DestroyRef).onDestroy(() => {
       clearInterval(tick);
       this.store.stop();
-    });
-    // The session can end elsewhere (expired token, another tab): leave for the sign-in page.
-    effect(() => {
-      if (!this.session.current()) void this.router.navigateByUrl('/signin');
     });
   }
 

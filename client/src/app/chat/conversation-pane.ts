@@ -12,8 +12,8 @@ import {
   untracked,
   viewChild,
 } from '@angular/core';
-import { RouterLink } from '@angular/router';
 import { ChatStore } from '../core/chat-store';
+import { NavLink } from '../core/nav';
 import { Avatar } from '../ui/avatar';
 import { Composer } from './composer';
 import { buildTimeline } from './timeline';
@@ -25,7 +25,7 @@ const TOP_PREFETCH_PX = 160;
 
 @Component({
   selector: 'app-conversation-pane',
-  imports: [RouterLink, Avatar, Composer],
+  imports: [NavLink, Avatar, Composer],
   templateUrl: './conversation-pane.html',
   styleUrl: './conversation-pane.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -33,7 +33,6 @@ const TOP_PREFETCH_PX = 160;
 export class ConversationPane {
   protected readonly store = inject(ChatStore);
 
-  /** Route parameter. */
   readonly peer = input.required<string>();
 
   private readonly log = viewChild<ElementRef<HTMLElement>>('log');

@@ -1,9 +1,9 @@
 //! The sidebar: who I am, the conversation list, and people search for new conversations.
 import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, output, signal } from '@angular/core';
-import { Router, RouterLink } from '@angular/router';
 import { ApiError, type UserSummary } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore, lastMessage, type Conversation } from '../core/chat-store';
+import { Nav, NavLink } from '../core/nav';
 import { listTime } from '../core/time';
 import { Avatar } from '../ui/avatar';
 
@@ -22,7 +22,7 @@ const SEARCH_DEBOUNCE_MS = 200;
 
 @Component({
   selector: 'app-sidebar',
-  imports: [RouterLink, Avatar],
+  imports: [NavLink, Avatar],
   templateUrl: './sidebar.html',
   styleUrl: './sidebar.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -30,7 +30,7 @@ const SEARCH_DEBOUNCE_MS = 200;
 export class Sidebar {
   protected readonly store = inject(ChatStore);
   protected readonly attention = inject(Attention);
-  private readonly router = inject(Router);
+  private readonly nav = inject(Nav);
   readonly signOut = output<void>();
 
   protected readonly query = signal('');
@@ -109,7 +109,7 @@ export class Sidebar {
       if (first && !this.searching()) {
         event.preventDefault();
         this.clearSearch();
-        void this.router.navigate(['/c', first.username]);
+        this.nav.go(`/c/${first.username}`);
       }
     }
   }

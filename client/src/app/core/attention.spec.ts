@@ -1,5 +1,4 @@
 import { TestBed } from '@angular/core/testing';
-import { provideRouter } from '@angular/router';
 import { Api } from '../api/api';
 import { FakeApi, FakeSocket, message } from '../../testing/fakes';
 import { Attention, titleFor } from './attention';
@@ -46,7 +45,6 @@ describe('Attention', () => {
     FakeSocket.created = [];
     TestBed.configureTestingModule({
       providers: [
-        provideRouter([]),
         { provide: Api, useValue: new FakeApi() },
         { provide: SOCKET_FACTORY, useValue: (url: string) => new FakeSocket(url) },
       ],

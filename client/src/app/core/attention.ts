@@ -1,8 +1,8 @@
 //! Getting the user's attention: unread count in the tab title, notifications while the tab is hidden.
 import { Injectable, computed, effect, inject, signal } from '@angular/core';
 import { Title } from '@angular/platform-browser';
-import { Router } from '@angular/router';
 import { ChatStore, type ChatMessage } from './chat-store';
+import { Nav } from './nav';
 
 export const APP_TITLE = 'chatd';
 
@@ -19,7 +19,7 @@ function currentPermission(): Permission {
 @Injectable({ providedIn: 'root' })
 export class Attention {
   private readonly store = inject(ChatStore);
-  private readonly router = inject(Router);
+  private readonly nav = inject(Nav);
   private readonly title = inject(Title);
 
   readonly permission = signal<Permission>(currentPermission());
@@ -47,7 +47,7 @@ export class Attention {
     const notification = new Notification(message.from, { body, tag: `chatd:${message.from}` });
     notification.onclick = () => {
       globalThis.focus();
-      void this.router.navigate(['/c', message.from]);
+      this.nav.go(`/c/${message.from}`);
       notification.close();
     };
   }
