@@ -5,15 +5,15 @@ import {
   ElementRef,
   computed,
   effect,
+  inject,
   input,
   output,
   signal,
   untracked,
   viewChild,
 } from '@angular/core';
+import { ChatStore } from '../core/chat-store';
 import { MESSAGE_MAX, messageLength } from '../core/validation';
-
-const drafts = new Map<string, string>();
 
 @Component({
   selector: 'app-composer',
@@ -101,6 +101,7 @@ export class Composer {
   readonly peer = input.required<string>();
   readonly send = output<string>();
   readonly typing = output<void>();
+  private readonly store = inject(ChatStore);
 
   protected readonly max = MESSAGE_MAX;
   protected readonly text = signal('');
@@ -116,13 +117,13 @@ export class Composer {
     effect((onCleanup) => {
       const peer = this.peer();
       untracked(() => {
-        this.text.set(drafts.get(peer) ?? '');
+        this.text.set(this.store.draft(peer));
         // On touch screens focusing would pop the keyboard over the conversation; wait for a tap.
         if (!globalThis.matchMedia?.('(pointer: coarse)').matches) {
           queueMicrotask(() => this.box().nativeElement.focus({ preventScroll: true }));
         }
       });
-      onCleanup(() => drafts.set(peer, untracked(this.text)));
+      onCleanup(() => this.store.setDraft(peer, untracked(this.text)));
     });
   }
 
@@ -142,7 +143,7 @@ export class Composer {
     if (!this.canSend()) return;
     this.send.emit(this.text());
     this.text.set('');
-    drafts.delete(this.peer());
+    this.store.setDraft(this.peer(), '');
     this.box().nativeElement.value = '';
     this.box().nativeElement.focus();
   }

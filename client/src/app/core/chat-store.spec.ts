@@ -235,3 +235,23 @@ describe('message list helpers', () => {
     expect(unreadStart([m(1)], 'bob', 0)).toBeNull();
   });
 });
+
+describe('drafts', () => {
+  it('are kept per conversation and forgotten at sign-out', async () => {
+    TestBed.configureTestingModule({
+      providers: [
+        { provide: Api, useValue: new FakeApi() },
+        { provide: SOCKET_FACTORY, useValue: (url: string) => new FakeSocket(url) },
+      ],
+    });
+    TestBed.inject(Session).start({ token: 'tok', username: 'alice' });
+    const store = TestBed.inject(ChatStore);
+    await store.start();
+    store.setDraft('bob', 'half a thought');
+    expect(store.draft('bob')).toBe('half a thought');
+    expect(store.draft('carol')).toBe('');
+    store.stop();
+    store.setDraft('bob', 'saved during teardown');
+    expect(store.draft('bob')).toBe('');
+  });
+});

@@ -141,6 +141,8 @@ export class ChatStore {
   private readonly typingSentAt = new Map<string, number>();
   private readonly readInFlight = new Map<string, number>();
   private readonly unreadAtOpen = new Map<string, number>();
+  /** Unsent text per conversation; gone at sign-out with everything else. */
+  private readonly drafts = new Map<string, string>();
   private readonly incomingHandlers = new Set<(m: ChatMessage) => void>();
   private unsubscribers: (() => void)[] = [];
 
@@ -218,6 +220,7 @@ export class ChatStore {
     this.typingSentAt.clear();
     this.readInFlight.clear();
     this.unreadAtOpen.clear();
+    this.drafts.clear();
     this.seen.clear();
     this.syncCursor = 0;
     this.everReady = false;
@@ -339,6 +342,16 @@ export class ChatStore {
     const now = Date.now();
     if (now - (this.typingSentAt.get(peer) ?? 0) < TYPING_SEND_EVERY_MS) return;
     if (this.realtime.send({ type: 'typing', to: peer })) this.typingSentAt.set(peer, now);
+  }
+
+  draft(peer: string): string {
+    return this.drafts.get(peer) ?? '';
+  }
+
+  setDraft(peer: string, text: string): void {
+    if (!this.started) return; // the composer saving its text while the session is torn down
+    if (text) this.drafts.set(peer, text);
+    else this.drafts.delete(peer);
   }
 
   searchUsers(q: string): Promise<UserSummary[]> {
