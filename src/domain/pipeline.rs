@@ -251,7 +251,22 @@ impl Writer {
                 })
             })
             .collect();
-        let mut inserted = messages::insert_messages(&txn, &rows).await?;
+        // SQLite uses up an AUTOINCREMENT id even for a row that ON CONFLICT then skips, so a
+        // batch holding a resend would leave a hole in the ids. Then undo it and store only the
+        // new rows (each key once): ids stay gap-free in commit order.
+        let attempt = txn.begin().await?;
+        let mut inserted = messages::insert_messages(&attempt, &rows).await?;
+        if inserted.len() < rows.len() {
+            attempt.rollback().await?;
+            let mut seen = HashSet::new();
+            let fresh: Vec<NewMessage> = rows
+                .into_iter()
+                .filter(|row| inserted.contains_key(&(row.sender, row.client_id.to_owned())) && seen.insert((row.sender, row.client_id)))
+                .collect();
+            inserted = messages::insert_messages(&txn, &fresh).await?;
+        } else {
+            attempt.commit().await?;
+        }
         // A key missing from `inserted` was stored before (or earlier in this batch): a resend.
         let mut outcomes = Vec::with_capacity(batch.len());
         for (request, placed) in batch.iter().zip(placed) {
