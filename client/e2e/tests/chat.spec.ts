@@ -321,6 +321,7 @@ test('long history: opens at the newest, loads older pages without jumping, offe
 
 test('the main flow works from the keyboard alone', async () => {
   await alice.goto('/');
+  await expect(alice.getByTestId('conversation')).toHaveCount(2);
   await alice.getByLabel('Search people').focus();
   await alice.keyboard.press('Tab');
   const focused = alice.locator(':focus');
