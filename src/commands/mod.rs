@@ -17,7 +17,7 @@ pub use export::export;
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi = cli.command {
-        println!("{}", crate::http::api::service().spec());
+        println!("{}", crate::http::api::document());
         return Ok(());
     }
     let config = Config::load(cli.config.as_deref())?;

@@ -32,6 +32,12 @@ pub enum ApiError {
     /// Conflicts with existing data (`username_taken`, `client_id_conflict`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request body is larger than `limits.max_request_bytes` (64 KiB by default).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many attempts; `Retry-After` says how many seconds to wait.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),

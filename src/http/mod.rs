@@ -30,9 +30,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub fn routes(app: &App) -> impl Endpoint + 'static {
     let api = api::service();
     Route::new()
-        .at("/api/openapi.json", api.spec_endpoint())
+        .at("/api/openapi.json", get(api::document_endpoint))
         .nest("/api/docs", api.swagger_ui())
-        .nest("/api", api)
+        .nest("/api", api.around(api::allow_header))
         .at("/ws", get(ws::websocket))
         .at("/metrics", get(metrics::metrics_endpoint))
         .at("/", get(spa::serve_ui))

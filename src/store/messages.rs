@@ -210,13 +210,17 @@ pub async fn oldest_messages_after(
     messages_from_rows(rows)
 }
 
-/// `user`'s conversations, most recent first, with unread counts and the last message.
+/// Unread counts stop here, so a never-read conversation with millions of messages stays cheap.
+pub const UNREAD_CAP: i64 = 9999;
+
+/// `user`'s conversations, most recent first, with unread counts (up to [`UNREAD_CAP`]) and the
+/// last message.
 pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<ConversationSummary>> {
     let rows = db
         .query_all_raw(sql(
             "SELECT c.id AS conversation_id, peer.user_id AS peer_id, pu.username AS peer,
-                (SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id AND x.id > me.last_read_id
-                    AND x.sender_id != me.user_id) AS unread,
+                (SELECT COUNT(*) FROM (SELECT 1 FROM messages x WHERE x.conversation_id = c.id AND x.id > me.last_read_id
+                    AND x.sender_id != me.user_id LIMIT ?)) AS unread,
                 m.id AS message_id, m.body, m.created_at, m.client_id, m.sender_id
              FROM conversation_members me
              JOIN conversations c ON c.id = me.conversation_id
@@ -225,7 +229,7 @@ pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result
              LEFT JOIN messages m ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id)
              WHERE me.user_id = ?
              ORDER BY COALESCE(m.id, 0) DESC, c.id DESC",
-            [user.into()],
+            [UNREAD_CAP.into(), user.into()],
         ))
         .await?;
     let me_name = rows_owner_name(db, user).await?;

@@ -2,7 +2,10 @@
 use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 
-use super::ApiTags;
+use super::{
+    ApiTags,
+    fields::{PasswordRule, Text, UsernameRule},
+};
 use crate::{
     App, domain,
     http::{auth::BearerAuth, client_address::ClientAddress, error::ApiError},
@@ -12,10 +15,10 @@ use crate::{
 #[oai(deny_unknown_fields)]
 pub struct Credentials {
     /// 3–32 characters of a-z, 0-9, `_`, `.`, `-`; case-insensitive.
-    pub username: String,
+    pub username: Text<UsernameRule>,
     /// 8–128 characters.
     #[oai(write_only)]
-    pub password: String,
+    pub password: Text<PasswordRule>,
 }
 
 #[derive(Debug, Object)]

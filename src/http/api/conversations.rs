@@ -6,7 +6,10 @@ use poem_openapi::{
     payload::Json,
 };
 
-use super::{ApiTags, MessageDto};
+use super::{
+    ApiTags, MessageDto,
+    fields::{BodyRule, ClientIdRule, MessageIdField, Text},
+};
 use crate::{
     App,
     domain::chat::HistoryQuery,
@@ -35,17 +38,17 @@ pub struct HistoryDto {
 #[oai(deny_unknown_fields)]
 pub struct NewMessage {
     /// 1–4000 characters after trimming.
-    pub body: String,
-    /// Idempotency key, at most 64 characters: a resend with the same key returns the stored
-    /// message and delivers nothing twice.
-    pub client_id: Option<String>,
+    pub body: Text<BodyRule>,
+    /// Idempotency key, 1–64 characters and no control characters: a resend with the same key
+    /// returns the stored message and delivers nothing twice.
+    pub client_id: Option<Text<ClientIdRule>>,
 }
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ReadMarker {
     /// The newest message id I have read.
-    pub up_to: i64,
+    pub up_to: MessageIdField,
 }
 
 #[derive(Debug, Object)]
@@ -94,10 +97,13 @@ impl ConversationsApi {
         auth: BearerAuth,
         username: Path<String>,
         /// Only messages with a smaller id.
+        #[oai(validator(minimum(value = "0")))]
         before: Query<Option<i64>>,
         /// Only messages with a larger id (the page starts right after it).
+        #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
         /// 1–100, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u64>>,
     ) -> Result<Json<HistoryDto>, ApiError> {
         let query = HistoryQuery { before: before.0, after: after.0, limit: limit.0 };
@@ -119,7 +125,7 @@ impl ConversationsApi {
     /// Mark my conversation with `username` read up to a message id; their sockets get a `read` frame.
     #[oai(path = "/messages/:username/read", method = "post", operation_id = "markRead")]
     async fn mark_read(&self, app: Data<&App>, auth: BearerAuth, username: Path<String>, body: Json<ReadMarker>) -> Result<Json<ReadState>, ApiError> {
-        let up_to = app.chat.mark_read(&auth.0, &username.0, body.up_to).await?;
+        let up_to = app.chat.mark_read(&auth.0, &username.0, body.up_to.0).await?;
         Ok(Json(ReadState { peer: username.0.to_ascii_lowercase(), up_to }))
     }
 }

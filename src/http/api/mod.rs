@@ -2,9 +2,17 @@
 mod accounts;
 mod conversations;
 mod system;
+pub mod fields;
 mod users;
 
+use std::sync::OnceLock;
+
+use poem::{
+    Endpoint, IntoResponse, Request, Response,
+    http::{HeaderValue, StatusCode, header},
+};
 use poem_openapi::{Object, OpenApiService, Tags};
+use serde_json::Value;
 
 /// The request bodies, for tests and fuzzing that parse them as the API does.
 pub use accounts::Credentials;
@@ -65,4 +73,112 @@ pub fn service() -> OpenApiService<Api, ()> {
              WebSocket at `/ws`, described in docs/protocol.md. Errors are `{\"code\", \"message\"}` JSON.",
         )
         .url_prefix("/api")
+}
+
+/// Request bodies that refuse unknown fields (`#[oai(deny_unknown_fields)]`).
+const CLOSED_REQUEST_BODIES: &[&str] = &["Credentials", "NewMessage", "ReadMarker"];
+
+/// The OpenAPI document, served at `/api/openapi.json` and printed by `chatd openapi`: poem-openapi's,
+/// plus what it cannot say itself — that the request bodies take no other fields
+/// (`additionalProperties: false`).
+pub fn document() -> String {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let mut spec: Value = serde_json::from_str(&service().spec()).expect("poem-openapi writes JSON");
+            for name in CLOSED_REQUEST_BODIES {
+                let schema = &mut spec["components"]["schemas"][name];
+                assert!(schema.is_object(), "{name} is in the document");
+                schema["additionalProperties"] = Value::Bool(false);
+            }
+            serde_json::to_string_pretty(&spec).expect("a JSON value serialises")
+        })
+        .clone()
+}
+
+/// `GET /api/openapi.json`.
+#[poem::handler]
+pub fn document_endpoint() -> Response {
+    Response::builder().content_type("application/json; charset=utf-8").body(document())
+}
+
+/// Paths of the document as segments (`None` for a `{parameter}`), with their methods.
+fn operations() -> &'static [(Vec<Option<String>>, String)] {
+    static OPERATIONS: OnceLock<Vec<(Vec<Option<String>>, String)>> = OnceLock::new();
+    OPERATIONS.get_or_init(|| {
+        let spec: Value = serde_json::from_str(&document()).expect("the document is JSON");
+        let paths = spec["paths"].as_object().expect("the document has paths");
+        paths
+            .iter()
+            .map(|(path, item)| {
+                let segments =
+                    path.split('/').map(|s| (!(s.starts_with('{') && s.ends_with('}'))).then(|| s.to_owned())).collect();
+                let mut methods: Vec<String> = item.as_object().into_iter().flatten().map(|(m, _)| m.to_ascii_uppercase()).collect();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".into());
+                }
+                methods.sort();
+                (segments, methods.join(", "))
+            })
+            .collect()
+    })
+}
+
+/// The methods an `/api` path accepts, for the `Allow` header of a 405.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    operations().iter().find_map(|(pattern, methods)| {
+        let matches = pattern.len() == segments.len()
+            && pattern.iter().zip(&segments).all(|(p, s)| p.as_deref().is_none_or(|p| p == *s) && !s.is_empty());
+        matches.then_some(methods.as_str())
+    })
+}
+
+/// Wraps the API so that a 405 says which methods the path does accept (RFC 9110), which poem
+/// leaves out.
+pub async fn allow_header<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let path = req.original_uri().path().to_owned();
+    match next.call(req).await {
+        Ok(response) => Ok(response.into_response()),
+        Err(error) if error.status() == StatusCode::METHOD_NOT_ALLOWED => {
+            let mut response = crate::http::error::error_response(error);
+            if let Some(methods) = allowed_methods(&path) {
+                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
+            }
+            Ok(response)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_body_refuses_unknown_fields() {
+        let spec: Value = serde_json::from_str(&document()).unwrap();
+        let mut bodies = Vec::new();
+        for item in spec["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                if let Some(schema) = operation["requestBody"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"].as_str() {
+                    bodies.push(schema.rsplit('/').next().unwrap().to_owned());
+                }
+            }
+        }
+        assert!(bodies.len() >= 4, "{bodies:?}");
+        for name in bodies {
+            assert_eq!(spec["components"]["schemas"][&name]["additionalProperties"], false, "{name}");
+        }
+    }
+
+    #[test]
+    fn allowed_methods_follow_the_document() {
+        assert_eq!(allowed_methods("/api/signin"), Some("POST"));
+        assert_eq!(allowed_methods("/api/messages/bob"), Some("GET, HEAD, POST"));
+        assert_eq!(allowed_methods("/api/messages/bob/read"), Some("POST"));
+        assert_eq!(allowed_methods("/api/me"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/api/messages/"), None);
+        assert_eq!(allowed_methods("/api/nothing"), None);
+    }
 }

@@ -29,8 +29,10 @@ impl UsersApi {
         app: Data<&App>,
         auth: BearerAuth,
         /// Part of a username; case-insensitive.
+        #[oai(validator(max_length = 32))]
         q: Query<Option<String>>,
         /// 1–100, default 20.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u64>>,
     ) -> Result<Json<Vec<UserDto>>, ApiError> {
         let limit = limit.0.unwrap_or(20);
