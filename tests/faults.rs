@@ -516,3 +516,425 @@ async fn kill_9_at_random_moments_loses_nothing_that_was_acked() {
         senders.iter().map(|s| s.stored_before_kill).sum::<u64>(),
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2. SIGTERM under load
+
+/// What one sender saw: acked client_ids with their ids, and sends that never got an answer.
+#[derive(Default)]
+struct SendLog {
+    acked: BTreeMap<String, i64>,
+    unacked: BTreeSet<String>,
+}
+
+/// Keeps a window of WebSocket sends in flight until the server closes the socket; returns the
+/// close code and what was acked.
+async fn sender_until_closed(port: u16, name: String, peer: String, token: String, acks: Arc<AtomicU64>) -> (String, Option<u16>, SendLog) {
+    const WINDOW: usize = 32;
+    let mut ws = open_ws(port).await.expect("connects");
+    authenticate(&mut ws, &token).await.expect("authenticates");
+    let mut log = SendLog::default();
+    let mut seq = 0;
+    let mut sending = true;
+    loop {
+        while sending && log.unacked.len() < WINDOW {
+            let cid = client_id(&name, seq);
+            log.unacked.insert(cid.clone());
+            sending = send_message(&mut ws, &peer, &body(&name, seq), &cid).await;
+            seq += 1;
+        }
+        match next_frame(&mut ws, Duration::from_secs(15)).await {
+            Incoming::Frame(frame) if frame["type"] == "ack" => {
+                let cid = frame["client_id"].as_str().unwrap().to_owned();
+                assert!(log.unacked.remove(&cid), "{name}: unexpected ack {frame}");
+                assert_eq!(frame["message"]["body"], body(&name, seq_of(&cid)));
+                log.acked.insert(cid, frame["message"]["id"].as_i64().unwrap());
+                acks.fetch_add(1, Ordering::Relaxed);
+            }
+            Incoming::Frame(frame) if frame["type"] == "error" => panic!("{name}: error frame {frame}"),
+            Incoming::Frame(_) => {}
+            Incoming::Closed(code) => return (name, code, log),
+            Incoming::Gone => return (name, None, log),
+        }
+    }
+}
+
+/// Reads until the server closes the socket; returns the close code.
+async fn reader_until_closed(port: u16, token: String) -> Option<u16> {
+    let mut ws = open_ws(port).await.expect("connects");
+    authenticate(&mut ws, &token).await.expect("authenticates");
+    loop {
+        match next_frame(&mut ws, Duration::from_secs(15)).await {
+            Incoming::Frame(_) => {}
+            Incoming::Closed(code) => return code,
+            Incoming::Gone => return None,
+        }
+    }
+}
+
+/// REST sends one after another until the server stops answering.
+async fn rest_sender_until_refused(server_url: String, name: String, peer: String, token: String, acks: Arc<AtomicU64>) -> (String, SendLog) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let mut log = SendLog::default();
+    for seq in 0.. {
+        let cid = client_id(&name, seq);
+        log.unacked.insert(cid.clone());
+        let sent = http
+            .post(format!("{server_url}/api/messages/{peer}"))
+            .bearer_auth(&token)
+            .json(&json!({"body": body(&name, seq), "client_id": cid}))
+            .send()
+            .await;
+        let Ok(response) = sent else { break };
+        let status = response.status().as_u16();
+        let Ok(answer) = response.json::<Value>().await else { break };
+        if status != 201 {
+            assert!(status == 503, "{name}: {status} {answer}");
+            break;
+        }
+        log.unacked.remove(&cid);
+        log.acked.insert(cid, answer["id"].as_i64().unwrap());
+        acks.fetch_add(1, Ordering::Relaxed);
+    }
+    (name, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_acks_only_what_is_stored_and_closes_with_1001() {
+    const PAIRS: usize = 4;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Chatd::start(dir.path(), &[]).await;
+    let acks = Arc::new(AtomicU64::new(0));
+    let mut tokens = HashMap::new();
+    let mut ws_senders = Vec::new();
+    let mut readers = Vec::new();
+    let mut rest_senders = Vec::new();
+    for pair in 0..PAIRS {
+        let (name, peer) = (format!("term-a{pair}"), format!("term-b{pair}"));
+        let peer_token = server.user(&peer).await;
+        let token = server.user(&name).await;
+        tokens.insert(name.clone(), token.clone());
+        readers.push(tokio::spawn(reader_until_closed(server.port, peer_token)));
+        ws_senders.push(tokio::spawn(sender_until_closed(server.port, name, peer.clone(), token, acks.clone())));
+        if pair < 2 {
+            let rest_name = format!("term-r{pair}");
+            let token = server.user(&rest_name).await;
+            tokens.insert(rest_name.clone(), token.clone());
+            rest_senders.push(tokio::spawn(rest_sender_until_refused(server.url(""), rest_name, peer, token, acks.clone())));
+        }
+    }
+    let loaded = Instant::now();
+    while acks.load(Ordering::Relaxed) < 2000 && loaded.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(rand::random_range(0..200))).await;
+    let acked_before_signal = acks.load(Ordering::Relaxed);
+    let (status, took) = server.terminate().await;
+    assert!(status.success(), "chatd exited with {status}:\n{}", server.log_tail());
+    assert!(took < Duration::from_secs(10), "chatd took {took:?} to exit after SIGTERM");
+
+    let mut logs: Vec<(String, SendLog)> = Vec::new();
+    let mut sockets = 0;
+    for task in ws_senders {
+        let (name, code, log) = task.await.unwrap();
+        assert_eq!(code, Some(1001), "{name}'s socket");
+        sockets += 1;
+        logs.push((name, log));
+    }
+    for task in readers {
+        assert_eq!(task.await.unwrap(), Some(1001), "a receiving socket");
+        sockets += 1;
+    }
+    for task in rest_senders {
+        logs.push(task.await.unwrap());
+    }
+
+    // Everything acked is stored under the id its ack named.
+    let stored = server.export();
+    let by_key = check_stored(&stored);
+    let mut acked = 0;
+    for (name, log) in &logs {
+        for (cid, id) in &log.acked {
+            let message = by_key.get(&(name.clone(), cid.clone())).unwrap_or_else(|| panic!("acked {name}/{cid} is not stored"));
+            assert_eq!(message.id, *id);
+            acked += 1;
+        }
+    }
+    // An unacked send may have been committed; resent with its client_id, it lands exactly once.
+    server.restart().await;
+    let (mut unacked, mut unacked_stored) = (0, 0);
+    for (name, log) in &logs {
+        let peer = name.replace("-a", "-b").replace("-r", "-b");
+        for cid in &log.unacked {
+            unacked += 1;
+            let (status, answer) = server
+                .post(&format!("/api/messages/{peer}"), Some(&tokens[name]), json!({"body": body(name, seq_of(cid)), "client_id": cid}))
+                .await
+                .unwrap();
+            match by_key.get(&(name.clone(), cid.clone())) {
+                Some(message) => {
+                    unacked_stored += 1;
+                    assert_eq!((status, answer["id"].as_i64()), (200, Some(message.id)), "resend of stored {name}/{cid}: {answer}");
+                }
+                None => assert_eq!(status, 201, "resend of {name}/{cid}: {answer}"),
+            }
+        }
+    }
+    server.stop().await;
+    let after = server.export();
+    check_stored(&after);
+    assert_eq!(after.len(), acked + unacked, "every send is stored exactly once after the resends");
+    assert_eq!(integrity_check(dir.path()), "ok");
+    println!(
+        "shutdown: SIGTERM after {acked_before_signal} acks; exited 0 in {} ms; {sockets}/{sockets} sockets closed with 1001; \
+         {acked} acked and stored, {unacked} in flight unacked ({unacked_stored} of them committed, returned once on resend)",
+        took.as_millis()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Reconnects through dropped sockets and server restarts
+
+/// One user's device: sends its own sequence to its peer and receives the peer's, across any
+/// number of socket lifetimes, the way the protocol tells a client to.
+struct Device {
+    name: String,
+    peer: String,
+    token: String,
+    total: u64,
+    next_seq: u64,
+    unacked: BTreeSet<u64>,
+    acked: BTreeMap<u64, i64>,
+    /// The highest id up to which this device holds everything involving it (the `sync` cursor).
+    cursor: i64,
+    /// The peer's messages: id → the peer's sequence number.
+    received: BTreeMap<i64, u64>,
+    /// Ids seen on sockets that closed before their `sync_done`: the next `sync` may repeat them.
+    unconfirmed: HashSet<i64>,
+    lifetimes: u64,
+    repeated_after_incomplete_sync: u64,
+}
+
+impl Device {
+    fn done(&self) -> bool {
+        self.acked.len() as u64 == self.total && self.received.len() as u64 == self.total
+    }
+}
+
+const DEVICE_WINDOW: usize = 16;
+const DEVICE_PACE: Duration = Duration::from_millis(6);
+
+/// One socket lifetime. Returns true when the device has everything and closed on purpose.
+async fn device_lifetime(port: u16, d: &mut Device, drop_now: &Notify) -> (bool, bool) {
+    let Some(mut ws) = open_ws(port).await else { return (false, false) };
+    if authenticate(&mut ws, &d.token).await.is_none() {
+        return (false, false);
+    }
+    d.lifetimes += 1;
+    let mut seen = HashSet::new();
+    let mut synced = false;
+    let mut highest = d.cursor;
+    let mut ok = send_json(&mut ws, json!({"type": "sync", "after": d.cursor})).await;
+    for seq in d.unacked.clone() {
+        ok = ok && send_message(&mut ws, &d.peer, &body(&d.name, seq), &client_id(&d.name, seq)).await;
+    }
+    let mut pace = tokio::time::interval(DEVICE_PACE);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let finished = loop {
+        if !ok {
+            break false;
+        }
+        if d.done() {
+            let _ = ws.close(None).await;
+            break true;
+        }
+        let can_send = d.unacked.len() < DEVICE_WINDOW && d.next_seq < d.total;
+        tokio::select! {
+            _ = drop_now.notified() => break false, // the socket is dropped without a close frame
+            _ = pace.tick(), if can_send => {
+                let seq = d.next_seq;
+                d.next_seq += 1;
+                d.unacked.insert(seq);
+                ok = send_message(&mut ws, &d.peer, &body(&d.name, seq), &client_id(&d.name, seq)).await;
+            }
+            incoming = next_frame(&mut ws, Duration::from_secs(20)) => {
+                let Incoming::Frame(frame) = incoming else { break false };
+                let id = match frame["type"].as_str() {
+                    Some("ack") => {
+                        let message = &frame["message"];
+                        let seq = seq_of(message["client_id"].as_str().unwrap());
+                        let id = message["id"].as_i64().unwrap();
+                        assert_eq!(message["body"], body(&d.name, seq), "{frame}");
+                        own_message_stored(d, seq, id);
+                        id
+                    }
+                    Some("receive_message") => {
+                        let message = &frame["message"];
+                        let id = message["id"].as_i64().unwrap();
+                        assert!(seen.insert(id), "{}: message {id} arrived twice on one socket", d.name);
+                        let seq = seq_of(message["client_id"].as_str().unwrap());
+                        if message["from"] == d.peer.as_str() {
+                            assert_eq!(message["body"], body(&d.peer, seq), "{frame}");
+                            if let Some(earlier) = d.received.insert(id, seq) {
+                                assert_eq!(earlier, seq);
+                                assert!(
+                                    d.unconfirmed.contains(&id),
+                                    "{}: message {id} arrived again although a completed sync covered it",
+                                    d.name
+                                );
+                                d.repeated_after_incomplete_sync += 1;
+                            }
+                        } else {
+                            // My own message (from `sync`): it was stored even if its ack was lost.
+                            assert_eq!(message["from"], d.name.as_str(), "{frame}");
+                            own_message_stored(d, seq, id);
+                        }
+                        id
+                    }
+                    Some("sync_done") => {
+                        synced = true;
+                        frame["last_id"].as_i64().unwrap()
+                    }
+                    // e.g. `unavailable` while the server shuts down: resend after reconnecting.
+                    Some("error") => break false,
+                    _ => continue,
+                };
+                highest = highest.max(id);
+                if synced {
+                    // After `sync_done` this socket holds everything up to what it has seen.
+                    d.cursor = d.cursor.max(highest);
+                }
+            }
+        }
+    };
+    if !synced {
+        d.unconfirmed.extend(seen);
+    }
+    (true, finished)
+}
+
+fn own_message_stored(d: &mut Device, seq: u64, id: i64) {
+    d.unacked.remove(&seq);
+    if let Some(earlier) = d.acked.insert(seq, id) {
+        assert_eq!(earlier, id, "{}: message {seq} acked under two ids", d.name);
+    }
+}
+
+/// Reconnects with exponential backoff and jitter until the device has everything.
+async fn run_device(port: u16, mut d: Device, drop_now: Arc<Notify>, deadline: Instant) -> Device {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not finish: {} of {} acked, {} of {} received",
+            d.name,
+            d.acked.len(),
+            d.total,
+            d.received.len(),
+            d.total
+        );
+        let (connected, finished) = device_lifetime(port, &mut d, &drop_now).await;
+        if finished {
+            return d;
+        }
+        if connected {
+            backoff = Duration::from_millis(50);
+        }
+        tokio::time::sleep(backoff.mul_f64(rand::random_range(0.5..1.5))).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_clients_get_every_message_once_in_order_through_restarts() {
+    const PAIRS: usize = 4;
+    const MESSAGES: u64 = 10_000;
+    const RESTARTS: usize = 8;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Chatd::start(dir.path(), &[]).await;
+    let per_device = MESSAGES / (PAIRS as u64 * 2);
+    let mut devices = Vec::new();
+    for pair in 0..PAIRS {
+        let names = [format!("recon-a{pair}"), format!("recon-b{pair}")];
+        for (name, peer) in [(&names[0], &names[1]), (&names[1], &names[0])] {
+            devices.push(Device {
+                name: name.clone(),
+                peer: peer.clone(),
+                token: server.user(name).await,
+                total: per_device,
+                next_seq: 0,
+                unacked: BTreeSet::new(),
+                acked: BTreeMap::new(),
+                cursor: 0,
+                received: BTreeMap::new(),
+                unconfirmed: HashSet::new(),
+                lifetimes: 0,
+                repeated_after_incomplete_sync: 0,
+            });
+        }
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(85);
+    let drops: Vec<Arc<Notify>> = devices.iter().map(|_| Arc::new(Notify::new())).collect();
+    let tasks: Vec<JoinHandle<Device>> =
+        devices.into_iter().zip(&drops).map(|(d, drop_now)| tokio::spawn(run_device(server.port, d, drop_now.clone(), deadline))).collect();
+
+    let (mut kills, mut graceful, mut dropped) = (0, 0, 0);
+    let mut next_restart = Instant::now() + Duration::from_millis(800);
+    while !tasks.iter().all(|t| t.is_finished()) {
+        assert!(Instant::now() < deadline, "the clients did not finish in time:\n{}", server.log_tail());
+        tokio::time::sleep(Duration::from_millis(rand::random_range(60..200))).await;
+        if kills + graceful < RESTARTS && Instant::now() >= next_restart {
+            if (kills + graceful) % 2 == 0 {
+                server.kill9();
+                kills += 1;
+            } else {
+                server.stop().await;
+                graceful += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..300))).await;
+            server.restart().await;
+            next_restart = Instant::now() + Duration::from_millis(rand::random_range(500..1200));
+        } else {
+            drops[rand::random_range(0..drops.len())].notify_one();
+            dropped += 1;
+        }
+    }
+    let mut devices = Vec::new();
+    for task in tasks {
+        devices.push(task.await.expect("device task"));
+    }
+    let elapsed = started.elapsed();
+    assert!(kills >= 2 && graceful >= 2, "the traffic ended before the restarts: {kills} kills, {graceful} graceful");
+
+    // Every receiver holds exactly the peer's sequence, in order, once.
+    for d in &devices {
+        let sequence: Vec<u64> = d.received.values().copied().collect();
+        assert_eq!(sequence, (0..d.total).collect::<Vec<_>>(), "{} got {}'s messages out of order or not once", d.name, d.peer);
+        assert_eq!(d.acked.len() as u64, d.total);
+    }
+    server.stop().await;
+    let stored = server.export();
+    let by_key = check_stored(&stored);
+    assert_eq!(stored.len() as u64, MESSAGES);
+    for d in &devices {
+        for (seq, id) in &d.acked {
+            assert_eq!(by_key[&(d.name.clone(), client_id(&d.name, *seq))].id, *id);
+        }
+        let peer = devices.iter().find(|p| p.name == d.peer).unwrap();
+        let sent: BTreeMap<i64, u64> = peer.acked.iter().map(|(seq, id)| (*id, *seq)).collect();
+        assert_eq!(d.received, sent, "{} received exactly what {} sent", d.name, d.peer);
+    }
+    assert_eq!(integrity_check(dir.path()), "ok");
+    println!(
+        "reconnect: {MESSAGES} messages over {} devices in {:.1} s; {kills} kill -9 and {graceful} graceful restarts, {dropped} \
+         dropped sockets, {} socket lifetimes; every receiver got its peer's sequence once and in order ({} messages \
+         repeated by a sync after a socket closed before its sync_done)",
+        devices.len(),
+        elapsed.as_secs_f64(),
+        devices.iter().map(|d| d.lifetimes).sum::<u64>(),
+        devices.iter().map(|d| d.repeated_after_incomplete_sync).sum::<u64>(),
+    );
+}
