@@ -29,7 +29,10 @@ function ensureChromium() {
   const asRoot = typeof process.getuid !== 'function' || process.getuid() === 0;
   const sudo = asRoot ? [] : ['sudo', '-n'];
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['apt-get', 'update'], ['apt-get', 'install', '-y', '--no-install-recommends', 'chromium', 'fonts-noto-color-emoji']]) {
+  for (const args of [
+    ['apt-get', 'update'],
+    ['apt-get', 'install', '-y', '--no-install-recommends', 'chromium', 'fonts-noto-color-emoji'],
+  ]) {
     const command = [...sudo, ...args];
     const result = spawnSync(command[0], command.slice(1), { stdio: 'inherit', env });
     if (result.status !== 0) die(`\`${command.join(' ')}\` failed`);
@@ -77,8 +80,13 @@ function stop(server) {
 }
 
 // npm runs scripts from client/; a relative CHATD_BIN means relative to where npm was started.
-const bin = process.env.CHATD_BIN ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.CHATD_BIN) : null;
-if (!bin) die('set CHATD_BIN to the chatd binary, e.g. CHATD_BIN=target/debug/chatd npm --prefix client run e2e');
+const bin = process.env.CHATD_BIN
+  ? resolve(process.env.INIT_CWD ?? process.cwd(), process.env.CHATD_BIN)
+  : null;
+if (!bin)
+  die(
+    'set CHATD_BIN to the chatd binary, e.g. CHATD_BIN=target/debug/chatd npm --prefix client run e2e',
+  );
 if (!existsSync(bin)) die(`CHATD_BIN=${bin} does not exist; build the server first`);
 
 ensureChromium();
@@ -92,7 +100,12 @@ const baseUrl = `http://127.0.0.1:${port}`;
 const serverLog = openSync(join(artifacts, 'server.log'), 'w');
 log(`starting ${bin} serve on ${baseUrl} (data in ${dataDir})`);
 const server = spawn(bin, ['serve'], {
-  env: { ...process.env, CHATD_LISTEN: `127.0.0.1:${port}`, CHATD_DATA_DIR: dataDir, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+  env: {
+    ...process.env,
+    CHATD_LISTEN: `127.0.0.1:${port}`,
+    CHATD_DATA_DIR: dataDir,
+    RUST_LOG: process.env.RUST_LOG ?? 'info',
+  },
   stdio: ['ignore', serverLog, serverLog],
 });
 closeSync(serverLog);
@@ -111,22 +124,30 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 function runPlaywright(args, env) {
   return new Promise((done) => {
     const cli = join(clientDir, 'node_modules', '@playwright', 'test', 'cli.js');
-    playwright = spawn(process.execPath, [cli, 'test', '-c', join(here, 'playwright.config.ts'), ...args], {
-      cwd: clientDir,
-      stdio: 'inherit',
-      env,
-    });
+    playwright = spawn(
+      process.execPath,
+      [cli, 'test', '-c', join(here, 'playwright.config.ts'), ...args],
+      {
+        cwd: clientDir,
+        stdio: 'inherit',
+        env,
+      },
+    );
     playwright.on('exit', (code) => done(code ?? 1));
   });
 }
 
 try {
   if (!(await waitForHealth(baseUrl, server, 30_000))) {
-    throw new Error(`chatd did not become healthy (exit code ${server.exitCode}); see e2e/artifacts/server.log`);
+    throw new Error(
+      `chatd did not become healthy (exit code ${server.exitCode}); see e2e/artifacts/server.log`,
+    );
   }
   const page = await (await fetch(`${baseUrl}/`)).text();
   if (!page.includes('<app-root')) {
-    throw new Error('this chatd binary serves no web app (was it built with CHATD_SKIP_UI=1?); rebuild it with `cargo build`');
+    throw new Error(
+      'this chatd binary serves no web app (was it built with CHATD_SKIP_UI=1?); rebuild it with `cargo build`',
+    );
   }
   log('server is up; running Playwright');
   status = await runPlaywright(process.argv.slice(2), {

@@ -40,7 +40,9 @@ async function generateInto(spec, dir) {
 function chatdBin() {
   const bin = process.env.CHATD_BIN;
   if (!bin) {
-    fail('CHATD_BIN is not set. Point it at a built chatd binary, e.g. CHATD_BIN=../target/debug/chatd');
+    fail(
+      'CHATD_BIN is not set. Point it at a built chatd binary, e.g. CHATD_BIN=../target/debug/chatd',
+    );
   }
   // npm runs scripts from client/; a relative path means relative to where npm was started.
   return resolve(process.env.INIT_CWD ?? process.cwd(), bin);
@@ -80,17 +82,27 @@ switch (command) {
       const freshSpec = join(temp, 'openapi.json');
       writeFileSync(freshSpec, specFromServer(bin));
       const problems = [];
-      if (!existsSync(specPath) || !sameSpec(readFileSync(specPath, 'utf8'), readFileSync(freshSpec, 'utf8'))) {
+      if (
+        !existsSync(specPath) ||
+        !sameSpec(readFileSync(specPath, 'utf8'), readFileSync(freshSpec, 'utf8'))
+      ) {
         problems.push('client/openapi.json differs from `chatd openapi`');
       }
       const freshDir = join(temp, 'generated');
       await generateInto(freshSpec, freshDir);
       const committed = join(generatedDir, generatedFile);
-      if (!existsSync(committed) || readFileSync(committed, 'utf8') !== readFileSync(join(freshDir, generatedFile), 'utf8')) {
-        problems.push(`client/src/app/api/generated/${generatedFile} is out of date with the server`);
+      if (
+        !existsSync(committed) ||
+        readFileSync(committed, 'utf8') !== readFileSync(join(freshDir, generatedFile), 'utf8')
+      ) {
+        problems.push(
+          `client/src/app/api/generated/${generatedFile} is out of date with the server`,
+        );
       }
       if (problems.length > 0) {
-        fail(`${problems.join('; ')}.\nRun \`CHATD_BIN=<path to chatd> npm --prefix client run api:update\` and commit the result.`);
+        fail(
+          `${problems.join('; ')}.\nRun \`CHATD_BIN=<path to chatd> npm --prefix client run api:update\` and commit the result.`,
+        );
       }
       console.log('api: openapi.json and generated code match the server');
     } finally {

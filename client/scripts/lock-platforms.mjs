@@ -13,7 +13,18 @@ const lockPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'package-lo
 const lock = JSON.parse(readFileSync(lockPath, 'utf8'));
 const packages = lock.packages;
 
-const OSES = ['darwin', 'linux', 'win32', 'android', 'freebsd', 'openbsd', 'netbsd', 'openharmony', 'sunos', 'aix'];
+const OSES = [
+  'darwin',
+  'linux',
+  'win32',
+  'android',
+  'freebsd',
+  'openbsd',
+  'netbsd',
+  'openharmony',
+  'sunos',
+  'aix',
+];
 const CPUS = ['arm64', 'x64', 'ia32', 'arm', 'loong64', 'ppc64', 'riscv64', 's390x', 'mips64el'];
 
 /** Reads the target platform out of a package name like `@rollup/rollup-linux-arm-musleabihf`. */
@@ -22,13 +33,17 @@ function platformOf(name) {
   const os = tokens.find((t) => OSES.includes(t));
   let cpu = tokens.find((t) => CPUS.includes(t));
   if (!cpu && tokens.some((t) => t.startsWith('arm'))) cpu = 'arm';
-  const libc = tokens.some((t) => t.startsWith('musl')) ? 'musl' : tokens.some((t) => t.startsWith('gnu')) ? 'glibc' : null;
+  const libc = tokens.some((t) => t.startsWith('musl'))
+    ? 'musl'
+    : tokens.some((t) => t.startsWith('gnu'))
+      ? 'glibc'
+      : null;
   return os && cpu ? { os, cpu, libc } : null;
 }
 
 /** Where Node would find `dep` from the package installed at `from`. */
 function resolves(from, dep) {
-  for (let dir = from; ; ) {
+  for (let dir = from; ;) {
     if (packages[`${dir ? `${dir}/` : ''}node_modules/${dep}`]) return true;
     if (!dir) return false;
     const cut = dir.lastIndexOf('node_modules/');
@@ -54,6 +69,10 @@ for (const [path, entry] of Object.entries(packages)) {
   }
 }
 
-lock.packages = Object.fromEntries(Object.entries(packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : a > b ? 1 : 0)));
+lock.packages = Object.fromEntries(
+  Object.entries(packages).sort(([a], [b]) =>
+    a === '' ? -1 : b === '' ? 1 : a < b ? -1 : a > b ? 1 : 0,
+  ),
+);
 writeFileSync(lockPath, `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`lock-platforms: added ${added} optional platform entr${added === 1 ? 'y' : 'ies'}`);

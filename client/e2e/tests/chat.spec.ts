@@ -28,7 +28,10 @@ async function shot(page: Page, name: string): Promise<void> {
 /** Screenshots one screen at both widths, restoring the page's own size afterwards. */
 async function shotBoth(page: Page, name: string, prepare?: () => Promise<void>): Promise<void> {
   const original = page.viewportSize();
-  for (const [label, size] of [['desktop', DESKTOP], ['phone', PHONE]] as const) {
+  for (const [label, size] of [
+    ['desktop', DESKTOP],
+    ['phone', PHONE],
+  ] as const) {
     await page.setViewportSize(size);
     await prepare?.();
     await page.waitForTimeout(150);
@@ -180,7 +183,10 @@ test('B goes offline, A sends three, B comes back and gets each once, in order',
 
   for (const text of ['first while away', 'second while away', 'third while away']) {
     await send(alice, text);
-    await expect(alice.getByTestId('message').filter({ hasText: text })).toHaveAttribute('data-state', 'sent');
+    await expect(alice.getByTestId('message').filter({ hasText: text })).toHaveAttribute(
+      'data-state',
+      'sent',
+    );
   }
   await expect(bodies(bob)).toHaveCount(3);
 
@@ -245,10 +251,16 @@ test('unread badge and tab title count up, and clear on read', async () => {
   await expect(bob).toHaveTitle('chatd');
 });
 
-test('long history: opens at the newest, loads older pages without jumping, offers jump to latest', async ({ request }) => {
+test('long history: opens at the newest, loads older pages without jumping, offers jump to latest', async ({
+  request,
+}) => {
   const carol = `carol_${suffix}`;
-  expect((await request.post('/api/signup', { data: { username: carol, password: PASSWORD } })).status()).toBe(201);
-  const signin = await request.post('/api/signin', { data: { username: carol, password: PASSWORD } });
+  expect(
+    (await request.post('/api/signup', { data: { username: carol, password: PASSWORD } })).status(),
+  ).toBe(201);
+  const signin = await request.post('/api/signin', {
+    data: { username: carol, password: PASSWORD },
+  });
   const token = (await signin.json()).access_token as string;
   const auth = { Authorization: `Bearer ${token}` };
   for (let i = 1; i <= 130; i++) {
@@ -260,7 +272,9 @@ test('long history: opens at the newest, loads older pages without jumping, offe
       });
       if (response.status() === 429) {
         expect((await response.json()).code).toBe('rate_limited');
-        await new Promise((r) => setTimeout(r, 1000 * Number(response.headers()['retry-after'] ?? 0.2) || 200));
+        await new Promise((r) =>
+          setTimeout(r, 1000 * Number(response.headers()['retry-after'] ?? 0.2) || 200),
+        );
         continue;
       }
       expect(response.status()).toBe(201);
@@ -271,7 +285,10 @@ test('long history: opens at the newest, loads older pages without jumping, offe
   // A fresh load knows only the newest message of each conversation; history comes in pages.
   await alice.goto('/');
   await expect(conversationRow(alice, carol).getByTestId('unread-badge')).toHaveText('99+');
-  await expect(conversationRow(alice, carol).getByTestId('unread-badge')).toHaveAttribute('aria-label', '130 unread messages');
+  await expect(conversationRow(alice, carol).getByTestId('unread-badge')).toHaveAttribute(
+    'aria-label',
+    '130 unread messages',
+  );
   await openConversation(alice, carol);
   const log = alice.getByTestId('message-log');
   await expect(bodies(alice).last()).toHaveText('history 130');
@@ -347,16 +364,24 @@ test('the main flow works from the keyboard alone', async () => {
 test('dark mode follows the system setting', async () => {
   await alice.emulateMedia({ colorScheme: 'dark' });
   await conversationRow(alice, BOB).click();
-  const background = await alice.locator('html').evaluate((el) => getComputedStyle(el).backgroundColor);
+  const background = await alice
+    .locator('html')
+    .evaluate((el) => getComputedStyle(el).backgroundColor);
   expect(background).toBe('rgb(15, 17, 21)');
   await shotBoth(alice, 'conversation-dark');
   await alice.emulateMedia({ colorScheme: 'light' });
 });
 
-test('sign-out returns to sign-in and the old session can no longer read messages', async ({ request }) => {
-  const token = await bob.evaluate(() => JSON.parse(localStorage.getItem('chatd.session') ?? 'null')?.token as string);
+test('sign-out returns to sign-in and the old session can no longer read messages', async ({
+  request,
+}) => {
+  const token = await bob.evaluate(
+    () => JSON.parse(localStorage.getItem('chatd.session') ?? 'null')?.token as string,
+  );
   expect(token).toBeTruthy();
-  const before = await request.get(`/api/messages/${ALICE}`, { headers: { Authorization: `Bearer ${token}` } });
+  const before = await request.get(`/api/messages/${ALICE}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
   expect(before.status()).toBe(200);
 
   await bob.getByTestId('sign-out').click();
@@ -364,7 +389,9 @@ test('sign-out returns to sign-in and the old session can no longer read message
   await expect(bob.getByRole('heading', { name: 'Sign in to chatd' })).toBeVisible();
   expect(await bob.evaluate(() => localStorage.getItem('chatd.session'))).toBeNull();
 
-  const after = await request.get(`/api/messages/${ALICE}`, { headers: { Authorization: `Bearer ${token}` } });
+  const after = await request.get(`/api/messages/${ALICE}`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
   expect(after.status()).toBe(401);
   expect((await after.json()).code).toBe('unauthorized');
 
@@ -382,7 +409,8 @@ test('the app works under the server’s security headers', async ({ request }) 
   const errors: string[] = [];
   const page = await aliceContext.newPage();
   page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|Refused/i.test(m.text())) errors.push(m.text());
+    if (m.type() === 'error' && /Content Security Policy|Refused/i.test(m.text()))
+      errors.push(m.text());
   });
   await page.goto('/');
   await expect(page.getByTestId('me')).toHaveText(ALICE);

@@ -51,7 +51,12 @@ export class FakeSocket implements SocketLike {
 }
 
 let nextId = 1;
-export function message(from: string, to: string, body: string, extra: Partial<Message> = {}): Message {
+export function message(
+  from: string,
+  to: string,
+  body: string,
+  extra: Partial<Message> = {},
+): Message {
   const id = extra.id ?? nextId++;
   return {
     id,

@@ -42,7 +42,11 @@ function toApiError(status: number, error: unknown): ApiError {
     const { code, message } = error as { code: unknown; message?: unknown };
     return new ApiError(status, String(code), typeof message === 'string' ? message : String(code));
   }
-  return new ApiError(status, status >= 500 ? 'server_error' : 'unexpected', `The server answered ${status}.`);
+  return new ApiError(
+    status,
+    status >= 500 ? 'server_error' : 'unexpected',
+    `The server answered ${status}.`,
+  );
 }
 
 @Injectable({ providedIn: 'root' })
@@ -112,7 +116,10 @@ export class Api {
     return this.call(this.client.GET('/api/users', { params: { query: { q, limit } } }));
   }
 
-  messages(username: string, page: { before?: number; after?: number; limit?: number } = {}): Promise<MessagePage> {
+  messages(
+    username: string,
+    page: { before?: number; after?: number; limit?: number } = {},
+  ): Promise<MessagePage> {
     return this.call(
       this.client.GET('/api/messages/{username}', { params: { path: { username }, query: page } }),
     );

@@ -67,18 +67,27 @@ describe('AuthPage', () => {
   });
 
   it('says wrong credentials once, at the form, without blaming a field', async () => {
-    api.signin.mockRejectedValue(new ApiError(401, 'invalid_credentials', 'invalid username or password'));
+    api.signin.mockRejectedValue(
+      new ApiError(401, 'invalid_credentials', 'invalid username or password'),
+    );
     const { el, type, submit } = await render('signin');
     await type('username', 'alice');
     await type('password', 'wrong password');
     await submit();
-    expect(el.querySelector('[role="alert"]')?.textContent).toContain('Wrong username or password.');
+    expect(el.querySelector('[role="alert"]')?.textContent).toContain(
+      'Wrong username or password.',
+    );
     expect(el.querySelector('#username-error')).toBeNull();
   });
 
   it('signs up, signs in and keeps the session with the canonical username', async () => {
     api.signup.mockResolvedValue({ username: 'alice' });
-    api.signin.mockResolvedValue({ access_token: 't0k', token_type: 'Bearer', expires_in: 60, username: 'alice' });
+    api.signin.mockResolvedValue({
+      access_token: 't0k',
+      token_type: 'Bearer',
+      expires_in: 60,
+      username: 'alice',
+    });
     const navigate = vi.spyOn(TestBed.inject(Nav), 'go').mockImplementation(() => undefined);
     const { type, submit } = await render('signup');
     await type('username', 'Alice');
@@ -86,7 +95,10 @@ describe('AuthPage', () => {
     await submit();
     expect(api.signin).toHaveBeenCalledWith('Alice', 'correct horse');
     expect(TestBed.inject(Session).current()).toEqual({ token: 't0k', username: 'alice' });
-    expect(JSON.parse(localStorage.getItem('chatd.session')!)).toEqual({ token: 't0k', username: 'alice' });
+    expect(JSON.parse(localStorage.getItem('chatd.session')!)).toEqual({
+      token: 't0k',
+      username: 'alice',
+    });
     expect(navigate).toHaveBeenCalledWith('/');
   });
 });

@@ -1,5 +1,14 @@
 //! Sign in and sign up: one form, inline validation that mirrors the server's rules and codes.
-import { ChangeDetectionStrategy, Component, ElementRef, computed, inject, input, signal, viewChild } from '@angular/core';
+import {
+  ChangeDetectionStrategy,
+  Component,
+  ElementRef,
+  computed,
+  inject,
+  input,
+  signal,
+  viewChild,
+} from '@angular/core';
 import { Api, ApiError } from '../api/api';
 import { Nav, NavLink } from '../core/nav';
 import { Session } from '../core/session';
@@ -26,11 +35,16 @@ export class AuthPage {
   protected readonly showPassword = signal(false);
   protected readonly busy = signal(false);
   protected readonly submitted = signal(false);
-  protected readonly touched = signal<Record<'username' | 'password', boolean>>({ username: false, password: false });
+  protected readonly touched = signal<Record<'username' | 'password', boolean>>({
+    username: false,
+    password: false,
+  });
   protected readonly serverErrors = signal<Partial<Record<AuthField, string>>>({});
 
-  private readonly usernameInput = viewChild.required<ElementRef<HTMLInputElement>>('usernameInput');
-  private readonly passwordInput = viewChild.required<ElementRef<HTMLInputElement>>('passwordInput');
+  private readonly usernameInput =
+    viewChild.required<ElementRef<HTMLInputElement>>('usernameInput');
+  private readonly passwordInput =
+    viewChild.required<ElementRef<HTMLInputElement>>('passwordInput');
 
   protected readonly isSignup = computed(() => this.mode() === 'signup');
 
@@ -38,14 +52,22 @@ export class AuthPage {
     const server = this.serverErrors().username;
     if (server) return server;
     if (!this.submitted() && !this.touched().username) return null;
-    return this.isSignup() ? usernameProblem(this.username()) : this.username().trim() ? null : 'Enter your username.';
+    return this.isSignup()
+      ? usernameProblem(this.username())
+      : this.username().trim()
+        ? null
+        : 'Enter your username.';
   });
 
   protected readonly passwordError = computed(() => {
     const server = this.serverErrors().password;
     if (server) return server;
     if (!this.submitted() && !this.touched().password) return null;
-    return this.isSignup() ? passwordProblem(this.password()) : this.password() ? null : 'Enter your password.';
+    return this.isSignup()
+      ? passwordProblem(this.password())
+      : this.password()
+        ? null
+        : 'Enter your password.';
   });
 
   protected readonly formError = computed(() => this.serverErrors().form ?? null);
@@ -76,7 +98,8 @@ export class AuthPage {
       this.session.start({ token: token.access_token, username: token.username });
       this.nav.go('/');
     } catch (e) {
-      const error = e instanceof ApiError ? e : new ApiError(0, 'unexpected', 'Something went wrong.');
+      const error =
+        e instanceof ApiError ? e : new ApiError(0, 'unexpected', 'Something went wrong.');
       const { field, text } = authErrorFor(error.code, error.message, this.mode());
       this.serverErrors.set({ [field]: text });
       if (field === 'username') this.usernameInput().nativeElement.focus();

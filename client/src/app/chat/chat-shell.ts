@@ -1,5 +1,13 @@
 //! The signed-in layout: connection banner, conversation sidebar and the open conversation.
-import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, input, signal } from '@angular/core';
+import {
+  ChangeDetectionStrategy,
+  Component,
+  DestroyRef,
+  computed,
+  inject,
+  input,
+  signal,
+} from '@angular/core';
 import { Api } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore } from '../core/chat-store';
@@ -27,11 +35,20 @@ export class ChatShell {
   private readonly now = signal(Date.now());
   protected readonly banner = computed(() => {
     const state = this.store.connection();
-    if (state === 'offline') return { text: 'You’re offline. chatd will reconnect when the network is back.', retry: false, busy: false };
+    if (state === 'offline')
+      return {
+        text: 'You’re offline. chatd will reconnect when the network is back.',
+        retry: false,
+        busy: false,
+      };
     if (state !== 'reconnecting') return null;
     const at = this.store.retryAt();
     const seconds = at ? Math.max(0, Math.ceil((at - this.now()) / 1000)) : 0;
-    return { text: seconds > 0 ? `Connection lost. Reconnecting in ${seconds} s…` : 'Reconnecting…', retry: true, busy: seconds === 0 };
+    return {
+      text: seconds > 0 ? `Connection lost. Reconnecting in ${seconds} s…` : 'Reconnecting…',
+      retry: true,
+      busy: seconds === 0,
+    };
   });
   protected readonly paneOpen = computed(() => this.store.active() !== null);
 

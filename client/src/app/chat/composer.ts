@@ -33,10 +33,20 @@ import { MESSAGE_MAX, messageLength } from '../core/validation';
         data-testid="composer"
       ></textarea>
       @if (nearLimit()) {
-        <span id="composer-count" class="count" [class.over]="tooLong()" aria-live="polite">{{ length() }}/{{ max }}</span>
+        <span id="composer-count" class="count" [class.over]="tooLong()" aria-live="polite"
+          >{{ length() }}/{{ max }}</span
+        >
       }
-      <button type="submit" class="send" [disabled]="!canSend()" aria-label="Send" data-testid="send">
-        <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12l16-8-6 16-2.5-6.5z" fill="currentColor" /></svg>
+      <button
+        type="submit"
+        class="send"
+        [disabled]="!canSend()"
+        aria-label="Send"
+        data-testid="send"
+      >
+        <svg viewBox="0 0 24 24" aria-hidden="true">
+          <path d="M4 12l16-8-6 16-2.5-6.5z" fill="currentColor" />
+        </svg>
       </button>
     </form>
   `,

@@ -44,7 +44,9 @@ export class ConversationPane {
     return c ? [...c.messages, ...c.outbox] : [];
   });
   protected readonly rows = computed(() =>
-    buildTimeline(this.messages(), this.store.me() ?? '', { unreadFromId: this.conversation()?.unreadFrom }),
+    buildTimeline(this.messages(), this.store.me() ?? '', {
+      unreadFromId: this.conversation()?.unreadFrom,
+    }),
   );
   /** My newest confirmed message, which carries the "Seen" / "Sent" receipt. */
   protected readonly receiptFor = computed(() => {
@@ -85,9 +87,12 @@ export class ConversationPane {
         const grew = newKey !== null && newKey !== this.lastKey;
         if (this.anchor) {
           // Older messages landed above: keep the one that was on top exactly where it was.
-          const target = el.querySelector<HTMLElement>(`[data-key="${CSS.escape(this.anchor.key)}"]`);
+          const target = el.querySelector<HTMLElement>(
+            `[data-key="${CSS.escape(this.anchor.key)}"]`,
+          );
           if (target) el.scrollTop = target.offsetTop - this.anchor.offset;
-          if (!target || rows.find((r) => r.kind === 'message')?.key !== this.anchor.key) this.anchor = null;
+          if (!target || rows.find((r) => r.kind === 'message')?.key !== this.anchor.key)
+            this.anchor = null;
         } else if (grew && last?.kind === 'message' && last.mine && this.lastKey !== null) {
           // Something I just wrote: always show it.
           this.scrollToBottom(el);
@@ -152,7 +157,9 @@ export class ConversationPane {
     if (!c || !el || !c.historyLoaded || !c.hasMore || c.loadingHistory) return;
     // Remember where the first visible message sits so the view stays put once older ones land.
     const first = el.querySelector<HTMLElement>('[data-key]');
-    const anchor = first ? { key: first.dataset['key']!, offset: first.offsetTop - el.scrollTop } : null;
+    const anchor = first
+      ? { key: first.dataset['key']!, offset: first.offsetTop - el.scrollTop }
+      : null;
     const wasAtBottom = this.stickToBottom;
     this.anchor = wasAtBottom ? null : anchor;
     const added = await this.store.loadOlder(c.peer);

@@ -1,5 +1,13 @@
 //! The sidebar: who I am, the conversation list, and people search for new conversations.
-import { ChangeDetectionStrategy, Component, DestroyRef, computed, inject, output, signal } from '@angular/core';
+import {
+  ChangeDetectionStrategy,
+  Component,
+  DestroyRef,
+  computed,
+  inject,
+  output,
+  signal,
+} from '@angular/core';
 import { ApiError, type UserSummary } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore, lastMessage, type Conversation } from '../core/chat-store';

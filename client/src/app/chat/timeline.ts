@@ -34,7 +34,8 @@ export function buildTimeline(
   for (const message of messages) {
     const day = dayKey(message.createdAt);
     const newDay = !previous || dayKey(previous.createdAt) !== day;
-    if (newDay) rows.push({ kind: 'day', key: `day:${day}`, label: dayLabel(message.createdAt, now) });
+    if (newDay)
+      rows.push({ kind: 'day', key: `day:${day}`, label: dayLabel(message.createdAt, now) });
 
     const marker =
       !markerPlaced &&

@@ -40,7 +40,9 @@ describe('Attention', () => {
     hidden = false;
     requestPermission.mockClear();
     vi.stubGlobal('Notification', FakeNotification);
-    vi.spyOn(document, 'visibilityState', 'get').mockImplementation(() => (hidden ? 'hidden' : 'visible'));
+    vi.spyOn(document, 'visibilityState', 'get').mockImplementation(() =>
+      hidden ? 'hidden' : 'visible',
+    );
     localStorage.clear();
     FakeSocket.created = [];
     TestBed.configureTestingModule({
@@ -79,24 +81,39 @@ describe('Attention', () => {
   it('notifies about new messages only while the tab is hidden and permission is granted', async () => {
     const { attention, socket } = await connected();
     hidden = true;
-    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'before permission', { id: 1 }) });
+    socket.receive({
+      type: 'receive_message',
+      message: message('bob', 'alice', 'before permission', { id: 1 }),
+    });
     expect(shown).toEqual([]);
 
     await attention.askPermission();
     hidden = false;
-    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'while looking', { id: 2 }) });
+    socket.receive({
+      type: 'receive_message',
+      message: message('bob', 'alice', 'while looking', { id: 2 }),
+    });
     expect(shown).toEqual([]);
 
     hidden = true;
-    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'while away', { id: 3 }) });
-    socket.receive({ type: 'receive_message', message: message('alice', 'bob', 'my own, from my phone', { id: 4 }) });
+    socket.receive({
+      type: 'receive_message',
+      message: message('bob', 'alice', 'while away', { id: 3 }),
+    });
+    socket.receive({
+      type: 'receive_message',
+      message: message('alice', 'bob', 'my own, from my phone', { id: 4 }),
+    });
     expect(shown).toEqual([{ title: 'bob', body: 'while away' }]);
   });
 
   it('puts the unread count in the document title', async () => {
     const { socket } = await connected();
     socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'one', { id: 5 }) });
-    socket.receive({ type: 'receive_message', message: message('carol', 'alice', 'two', { id: 6 }) });
+    socket.receive({
+      type: 'receive_message',
+      message: message('carol', 'alice', 'two', { id: 6 }),
+    });
     TestBed.tick();
     expect(document.title).toBe('(2) chatd');
   });

@@ -43,8 +43,18 @@ describe('ChatStore', () => {
 
   it('lists conversations from the server, most recent first, with presence and unread', async () => {
     api.chatsResult = [
-      { username: 'carol', online: false, unread: 0, last_message: message('alice', 'carol', 'old', { id: 3 }) },
-      { username: 'bob', online: true, unread: 2, last_message: message('bob', 'alice', 'new', { id: 9 }) },
+      {
+        username: 'carol',
+        online: false,
+        unread: 0,
+        last_message: message('alice', 'carol', 'old', { id: 3 }),
+      },
+      {
+        username: 'bob',
+        online: true,
+        unread: 2,
+        last_message: message('bob', 'alice', 'new', { id: 9 }),
+      },
     ];
     await startConnected(9);
     expect(store.conversations().map((c) => [c.peer, c.online, c.unread])).toEqual([
@@ -55,7 +65,14 @@ describe('ChatStore', () => {
   });
 
   it('syncs from the newest id it knows after every (re)connect, with no duplicates', async () => {
-    api.chatsResult = [{ username: 'bob', online: true, unread: 0, last_message: message('bob', 'alice', 'hi', { id: 41 }) }];
+    api.chatsResult = [
+      {
+        username: 'bob',
+        online: true,
+        unread: 0,
+        last_message: message('bob', 'alice', 'hi', { id: 41 }),
+      },
+    ];
     const first = await startConnected(41);
     expect(first.sentOfType('sync')).toEqual([{ type: 'sync', after: 41 }]);
 
@@ -67,7 +84,11 @@ describe('ChatStore', () => {
     second.receive({ type: 'ready', username: 'alice', last_id: 44 });
     expect(second.sentOfType('sync')).toEqual([{ type: 'sync', after: 42 }]);
     // The catch-up repeats 42 (already shown) and brings 43 and 44.
-    for (const id of [42, 43, 44]) second.receive({ type: 'receive_message', message: message('bob', 'alice', `m${id}`, { id }) });
+    for (const id of [42, 43, 44])
+      second.receive({
+        type: 'receive_message',
+        message: message('bob', 'alice', `m${id}`, { id }),
+      });
     second.receive({ type: 'sync_done', last_id: 44 });
     expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([41, 42, 43, 44]);
     expect(store.conversation('bob')!.unread).toBe(3);
@@ -79,9 +100,18 @@ describe('ChatStore', () => {
     const pending = store.conversation('bob')!.outbox[0];
     expect(pending).toMatchObject({ body: 'hello', state: 'sending', id: null });
     const frame = socket.sentOfType('send_message')[0];
-    expect(frame).toEqual({ type: 'send_message', to: 'bob', body: 'hello', client_id: pending.clientId });
+    expect(frame).toEqual({
+      type: 'send_message',
+      to: 'bob',
+      body: 'hello',
+      client_id: pending.clientId,
+    });
 
-    socket.receive({ type: 'ack', client_id: pending.clientId!, message: message('alice', 'bob', 'hello', { id: 5, client_id: pending.clientId! }) });
+    socket.receive({
+      type: 'ack',
+      client_id: pending.clientId!,
+      message: message('alice', 'bob', 'hello', { id: 5, client_id: pending.clientId! }),
+    });
     const c = store.conversation('bob')!;
     expect(c.outbox).toEqual([]);
     expect(c.messages).toHaveLength(1);
@@ -111,13 +141,22 @@ describe('ChatStore', () => {
     const socket = await startConnected();
     store.send('bob', 'x');
     const clientId = store.conversation('bob')!.outbox[0].clientId!;
-    socket.receive({ type: 'error', code: 'invalid_body', message: 'body is too long', client_id: clientId });
-    expect(store.conversation('bob')!.outbox[0]).toMatchObject({ state: 'failed', error: 'body is too long' });
+    socket.receive({
+      type: 'error',
+      code: 'invalid_body',
+      message: 'body is too long',
+      client_id: clientId,
+    });
+    expect(store.conversation('bob')!.outbox[0]).toMatchObject({
+      state: 'failed',
+      error: 'body is too long',
+    });
   });
 
   it('sends over REST while the socket is down and resends unacked messages after reconnecting', async () => {
     await store.start();
-    api.sendImpl = (peer, body, clientId) => Promise.resolve(message('alice', peer, body, { id: 12, client_id: clientId }));
+    api.sendImpl = (peer, body, clientId) =>
+      Promise.resolve(message('alice', peer, body, { id: 12, client_id: clientId }));
     store.send('bob', 'via rest');
     await settle();
     expect(api.sends).toHaveLength(1);
@@ -166,7 +205,14 @@ describe('ChatStore', () => {
   });
 
   it('tracks presence, typing and read receipts from frames', async () => {
-    api.chatsResult = [{ username: 'bob', online: false, unread: 0, last_message: message('alice', 'bob', 'x', { id: 2 }) }];
+    api.chatsResult = [
+      {
+        username: 'bob',
+        online: false,
+        unread: 0,
+        last_message: message('alice', 'bob', 'x', { id: 2 }),
+      },
+    ];
     const socket = await startConnected(2);
     socket.receive({ type: 'online_users', users: ['bob'] });
     expect(store.conversation('bob')!.online).toBe(true);
@@ -196,9 +242,14 @@ describe('ChatStore', () => {
 
   it('loads history once and older pages before the oldest id', async () => {
     await startConnected();
-    const newest = Array.from({ length: 3 }, (_, i) => message('bob', 'alice', `n${i}`, { id: 100 + i }));
+    const newest = Array.from({ length: 3 }, (_, i) =>
+      message('bob', 'alice', `n${i}`, { id: 100 + i }),
+    );
     api.pages.set('bob:', { messages: newest, has_more: true });
-    api.pages.set('bob:100', { messages: [message('bob', 'alice', 'old', { id: 60 })], has_more: false });
+    api.pages.set('bob:100', {
+      messages: [message('bob', 'alice', 'old', { id: 60 })],
+      has_more: false,
+    });
     store.open('bob');
     await settle();
     expect(store.conversation('bob')).toMatchObject({ historyLoaded: true, hasMore: true });
@@ -206,23 +257,42 @@ describe('ChatStore', () => {
     expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([60, 100, 101, 102]);
     expect(store.conversation('bob')!.hasMore).toBe(false);
     expect(await store.loadOlder('bob')).toBe(false);
-    expect(api.pageRequests).toEqual([{ peer: 'bob', before: undefined }, { peer: 'bob', before: 100 }]);
+    expect(api.pageRequests).toEqual([
+      { peer: 'bob', before: undefined },
+      { peer: 'bob', before: 100 },
+    ]);
   });
 
   it('notifies listeners of new incoming messages only', async () => {
     const seen: string[] = [];
     store.onIncoming((m) => seen.push(m.body));
     const socket = await startConnected();
-    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'ping', { id: 50 }) });
-    socket.receive({ type: 'receive_message', message: message('bob', 'alice', 'ping', { id: 50 }) });
-    socket.receive({ type: 'receive_message', message: message('alice', 'bob', 'from my phone', { id: 51 }) });
+    socket.receive({
+      type: 'receive_message',
+      message: message('bob', 'alice', 'ping', { id: 50 }),
+    });
+    socket.receive({
+      type: 'receive_message',
+      message: message('bob', 'alice', 'ping', { id: 50 }),
+    });
+    socket.receive({
+      type: 'receive_message',
+      message: message('alice', 'bob', 'from my phone', { id: 51 }),
+    });
     expect(seen).toEqual(['ping']);
   });
 });
 
 describe('message list helpers', () => {
   const m = (id: number, from = 'bob'): ChatMessage => ({
-    key: `m:${id}`, id, from, to: 'alice', body: '', createdAt: '', clientId: null, state: 'sent',
+    key: `m:${id}`,
+    id,
+    from,
+    to: 'alice',
+    body: '',
+    createdAt: '',
+    clientId: null,
+    state: 'sent',
   });
 
   it('merges by id, in order, without duplicates', () => {

@@ -83,7 +83,10 @@ function emptyConversation(peer: string): Conversation {
 }
 
 /** Inserts messages into an id-ordered list, skipping ids already present. */
-export function mergeById(existing: readonly ChatMessage[], incoming: readonly ChatMessage[]): ChatMessage[] {
+export function mergeById(
+  existing: readonly ChatMessage[],
+  incoming: readonly ChatMessage[],
+): ChatMessage[] {
   const byId = new Map<number, ChatMessage>();
   for (const m of existing) if (m.id !== null) byId.set(m.id, m);
   for (const m of incoming) if (m.id !== null && !byId.has(m.id)) byId.set(m.id, m);
@@ -91,7 +94,11 @@ export function mergeById(existing: readonly ChatMessage[], incoming: readonly C
 }
 
 /** The id of the first of the last `count` messages from `peer`, or null. */
-export function unreadStart(messages: readonly ChatMessage[], peer: string, count: number): number | null {
+export function unreadStart(
+  messages: readonly ChatMessage[],
+  peer: string,
+  count: number,
+): number | null {
   if (count <= 0) return null;
   const theirs = messages.filter((m) => m.from === peer && m.id !== null);
   if (theirs.length === 0) return null;
@@ -111,7 +118,10 @@ export class ChatStore {
   private readonly state = signal<Record<string, Conversation>>({});
   /** Users the server reported online (contacts and anyone seen in a search). */
   private readonly onlineUsers = signal<ReadonlySet<string>>(new Set());
-  private readonly viewport = signal<{ peer: string | null; atBottom: boolean }>({ peer: null, atBottom: true });
+  private readonly viewport = signal<{ peer: string | null; atBottom: boolean }>({
+    peer: null,
+    atBottom: true,
+  });
   private readonly pageVisible = signal(globalThis.document?.visibilityState !== 'hidden');
 
   readonly me = this.session.username;
@@ -126,10 +136,14 @@ export class ChatStore {
   readonly conversations = computed(() => {
     const active = this.active();
     return Object.values(this.state())
-      .filter((c) => c.messages.length > 0 || c.outbox.length > 0 || (c.peer === active && !c.notFound))
+      .filter(
+        (c) => c.messages.length > 0 || c.outbox.length > 0 || (c.peer === active && !c.notFound),
+      )
       .sort((a, b) => this.recency(b) - this.recency(a) || a.peer.localeCompare(b.peer));
   });
-  readonly totalUnread = computed(() => Object.values(this.state()).reduce((sum, c) => sum + c.unread, 0));
+  readonly totalUnread = computed(() =>
+    Object.values(this.state()).reduce((sum, c) => sum + c.unread, 0),
+  );
 
   private started = false;
   private listFetchedAt = 0;
@@ -151,7 +165,8 @@ export class ChatStore {
       const visible = document.visibilityState !== 'hidden';
       this.pageVisible.set(visible);
       // Reading on another device does not reach this one live: reconcile unread counts on return.
-      if (visible && this.started && Date.now() - this.listFetchedAt > 30_000) void this.refreshList();
+      if (visible && this.started && Date.now() - this.listFetchedAt > 30_000)
+        void this.refreshList();
     };
     globalThis.document?.addEventListener('visibilitychange', onVisibility);
     inject(DestroyRef).onDestroy(() => {
@@ -167,7 +182,8 @@ export class ChatStore {
         this.onlineUsers.set(new Set());
         this.state.update((s) => {
           const next: Record<string, Conversation> = {};
-          for (const [peer, c] of Object.entries(s)) next[peer] = c.online ? { ...c, online: false } : c;
+          for (const [peer, c] of Object.entries(s))
+            next[peer] = c.online ? { ...c, online: false } : c;
           return next;
         });
       });
@@ -278,9 +294,15 @@ export class ChatStore {
       const incoming = page.messages.map(fromServer);
       this.ingestMany(peer, incoming);
       const c = this.state()[peer]!;
-      const unreadFrom = c.unreadFrom ?? unreadStart(c.messages, peer, this.unreadAtOpen.get(peer) ?? c.unread);
+      const unreadFrom =
+        c.unreadFrom ?? unreadStart(c.messages, peer, this.unreadAtOpen.get(peer) ?? c.unread);
       this.unreadAtOpen.delete(peer);
-      this.patch(peer, { historyLoaded: true, hasMore: page.has_more, loadingHistory: false, unreadFrom });
+      this.patch(peer, {
+        historyLoaded: true,
+        hasMore: page.has_more,
+        loadingHistory: false,
+        unreadFrom,
+      });
     } catch (e) {
       const notFound = e instanceof ApiError && e.code === 'user_not_found';
       this.patch(peer, {
@@ -304,7 +326,10 @@ export class ChatStore {
       this.patch(peer, { hasMore: page.has_more, loadingHistory: false });
       return page.messages.length > 0;
     } catch (e) {
-      this.patch(peer, { loadingHistory: false, loadError: e instanceof ApiError ? e.message : 'Could not load messages.' });
+      this.patch(peer, {
+        loadingHistory: false,
+        loadError: e instanceof ApiError ? e.message : 'Could not load messages.',
+      });
       return false;
     }
   }
@@ -358,7 +383,7 @@ export class ChatStore {
     return this.api.users(q, 20).then((users) => {
       this.onlineUsers.update((set) => {
         const next = new Set(set);
-        for (const u of users) (u.online ? next.add(u.username) : next.delete(u.username));
+        for (const u of users) u.online ? next.add(u.username) : next.delete(u.username);
         return next;
       });
       return users.filter((u) => u.username !== this.me());
@@ -383,7 +408,10 @@ export class ChatStore {
 
   private update(peer: string, change: (c: Conversation) => Conversation): void {
     this.state.update((s) => {
-      const current = s[peer] ?? { ...emptyConversation(peer), online: this.onlineUsers().has(peer) };
+      const current = s[peer] ?? {
+        ...emptyConversation(peer),
+        online: this.onlineUsers().has(peer),
+      };
       return { ...s, [peer]: change(current) };
     });
   }
@@ -407,7 +435,10 @@ export class ChatStore {
       this.update(chat.username, (c) => ({
         ...c,
         online: chat.online,
-        unread: chat.username === this.viewport().peer && this.viewport().atBottom ? c.unread : Number(chat.unread),
+        unread:
+          chat.username === this.viewport().peer && this.viewport().atBottom
+            ? c.unread
+            : Number(chat.unread),
         messages: last ? mergeById(c.messages, [last]) : c.messages,
       }));
     }
@@ -432,7 +463,8 @@ export class ChatStore {
         this.onlineUsers.set(online);
         this.state.update((s) => {
           const next: Record<string, Conversation> = {};
-          for (const [peer, c] of Object.entries(s)) next[peer] = { ...c, online: online.has(peer) };
+          for (const [peer, c] of Object.entries(s))
+            next[peer] = { ...c, online: online.has(peer) };
           return next;
         });
         break;
@@ -440,7 +472,7 @@ export class ChatStore {
       case 'presence': {
         this.onlineUsers.update((set) => {
           const next = new Set(set);
-          (frame.online ? next.add(frame.username) : next.delete(frame.username));
+          frame.online ? next.add(frame.username) : next.delete(frame.username);
           return next;
         });
         if (this.state()[frame.username]) this.patch(frame.username, { online: frame.online });
@@ -463,11 +495,15 @@ export class ChatStore {
         break;
       case 'read':
         if (frame.peer !== this.me() && this.state()[frame.peer]) {
-          this.update(frame.peer, (c) => ({ ...c, peerReadUpTo: Math.max(c.peerReadUpTo, frame.up_to) }));
+          this.update(frame.peer, (c) => ({
+            ...c,
+            peerReadUpTo: Math.max(c.peerReadUpTo, frame.up_to),
+          }));
         }
         break;
       case 'error':
-        if (frame.client_id) this.fail(frame.client_id, frame.message || 'The server refused this message.');
+        if (frame.client_id)
+          this.fail(frame.client_id, frame.message || 'The server refused this message.');
         break;
       case 'pong':
         break;
@@ -520,7 +556,12 @@ export class ChatStore {
   private dispatch(message: ChatMessage): void {
     const clientId = message.clientId!;
     this.clearAckTimer(clientId);
-    const sent = this.realtime.send({ type: 'send_message', to: message.to, body: message.body, client_id: clientId });
+    const sent = this.realtime.send({
+      type: 'send_message',
+      to: message.to,
+      body: message.body,
+      client_id: clientId,
+    });
     if (sent) {
       this.ackTimers.set(
         clientId,
@@ -538,11 +579,17 @@ export class ChatStore {
   private fail(clientId: string, error: string): void {
     this.clearAckTimer(clientId);
     for (const c of Object.values(this.state())) {
-      if (c.outbox.some((m) => m.clientId === clientId)) this.setOutboxState(c.peer, clientId, 'failed', error);
+      if (c.outbox.some((m) => m.clientId === clientId))
+        this.setOutboxState(c.peer, clientId, 'failed', error);
     }
   }
 
-  private setOutboxState(peer: string, clientId: string, state: DeliveryState, error?: string): void {
+  private setOutboxState(
+    peer: string,
+    clientId: string,
+    state: DeliveryState,
+    error?: string,
+  ): void {
     this.update(peer, (c) => ({
       ...c,
       outbox: c.outbox.map((m) => (m.clientId === clientId ? { ...m, state, error } : m)),

@@ -21,7 +21,10 @@ describe('navigation', () => {
     expect(allowedScreen({ name: 'signup' }, false)).toEqual({ name: 'signup' });
     expect(allowedScreen({ name: 'signin' }, true)).toEqual({ name: 'chat', peer: null });
     expect(allowedScreen(null, true)).toEqual({ name: 'chat', peer: null });
-    expect(allowedScreen({ name: 'chat', peer: 'bob' }, true)).toEqual({ name: 'chat', peer: 'bob' });
+    expect(allowedScreen({ name: 'chat', peer: 'bob' }, true)).toEqual({
+      name: 'chat',
+      peer: 'bob',
+    });
   });
 
   it('follows the session and keeps the address bar in step', () => {

@@ -2,7 +2,8 @@
 import { Directive, Injectable, effect, inject, input, signal } from '@angular/core';
 import { Session } from './session';
 
-export type Screen = { name: 'signin' } | { name: 'signup' } | { name: 'chat'; peer: string | null };
+export type Screen =
+  { name: 'signin' } | { name: 'signup' } | { name: 'chat'; peer: string | null };
 
 /** The screen a path names, or null for paths the app does not have. */
 export function parsePath(path: string): Screen | null {
@@ -35,7 +36,9 @@ export function allowedScreen(wanted: Screen | null, signedIn: boolean): Screen 
 export class Nav {
   private readonly session = inject(Session);
   private readonly path = signal(globalThis.location?.pathname ?? '/');
-  private readonly current = signal<Screen>(allowedScreen(parsePath(this.path()), !!this.session.current()));
+  private readonly current = signal<Screen>(
+    allowedScreen(parsePath(this.path()), !!this.session.current()),
+  );
   readonly screen = this.current.asReadonly();
 
   constructor() {
@@ -44,7 +47,8 @@ export class Nav {
     effect(() => {
       const screen = allowedScreen(parsePath(this.path()), !!this.session.current());
       const target = pathOf(screen);
-      if (globalThis.location && location.pathname !== target) history.replaceState(null, '', target);
+      if (globalThis.location && location.pathname !== target)
+        history.replaceState(null, '', target);
       if (this.path() !== target) this.path.set(target);
       this.current.set(screen);
     });
@@ -66,7 +70,8 @@ export class NavLink {
   readonly appLink = input.required<string>();
 
   protected follow(event: MouseEvent): void {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey)
+      return;
     event.preventDefault();
     this.nav.go(this.appLink());
   }

@@ -1,6 +1,13 @@
 import { TestBed } from '@angular/core/testing';
 import { FakeSocket } from '../../testing/fakes';
-import { CLOSE_UNAUTHORIZED, Realtime, SOCKET_FACTORY, backoffDelay, socketUrl, type ServerFrame } from './realtime';
+import {
+  CLOSE_UNAUTHORIZED,
+  Realtime,
+  SOCKET_FACTORY,
+  backoffDelay,
+  socketUrl,
+  type ServerFrame,
+} from './realtime';
 
 describe('Realtime', () => {
   let realtime: Realtime;
@@ -27,7 +34,9 @@ describe('Realtime', () => {
   }
 
   it('derives the socket URL from the page, never putting the token in it', () => {
-    expect(socketUrl({ protocol: 'http:', host: 'chat.example:3000' })).toBe('ws://chat.example:3000/ws');
+    expect(socketUrl({ protocol: 'http:', host: 'chat.example:3000' })).toBe(
+      'ws://chat.example:3000/ws',
+    );
     expect(socketUrl({ protocol: 'https:', host: 'chat.example' })).toBe('wss://chat.example/ws');
     realtime.start('secret-token');
     expect(FakeSocket.latest().url).not.toContain('secret-token');
@@ -60,7 +69,9 @@ describe('Realtime', () => {
 
   it('reconnects with growing, capped backoff and resets after a good connection', () => {
     const never = () => 0.5;
-    expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoffDelay(n, never))).toEqual([500, 1000, 2000, 4000, 8000, 15000, 15000]);
+    expect([0, 1, 2, 3, 4, 5, 10].map((n) => backoffDelay(n, never))).toEqual([
+      500, 1000, 2000, 4000, 8000, 15000, 15000,
+    ]);
     expect(backoffDelay(0, () => 0)).toBe(400);
     expect(backoffDelay(0, () => 1)).toBe(600);
 

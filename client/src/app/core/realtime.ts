@@ -62,7 +62,11 @@ export function socketUrl(location: Pick<Location, 'protocol' | 'host'>): string
 }
 
 function isServerFrame(value: unknown): value is ServerFrame {
-  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { type?: unknown }).type === 'string'
+  );
 }
 
 const OPEN = 1;
@@ -128,7 +132,8 @@ export class Realtime {
 
   /** Sends a frame if the socket is authenticated; returns whether it was sent. */
   send(frame: ClientFrame): boolean {
-    if (this.stateSignal() !== 'open' || !this.socket || this.socket.readyState !== OPEN) return false;
+    if (this.stateSignal() !== 'open' || !this.socket || this.socket.readyState !== OPEN)
+      return false;
     this.socket.send(JSON.stringify(frame));
     return true;
   }
@@ -147,7 +152,8 @@ export class Realtime {
     if (!token) return;
     const socket = this.createSocket(socketUrl(globalThis.location));
     this.socket = socket;
-    socket.onopen = () => socket.send(JSON.stringify({ type: 'auth', token } satisfies ClientFrame));
+    socket.onopen = () =>
+      socket.send(JSON.stringify({ type: 'auth', token } satisfies ClientFrame));
     socket.onmessage = (event) => {
       if (socket !== this.socket) return;
       let frame: unknown;

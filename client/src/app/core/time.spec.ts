@@ -8,12 +8,18 @@ describe('time formatting', () => {
     expect(dayLabel(new Date(2026, 10, 23, 23, 59).toISOString(), now)).toBe('Yesterday');
     expect(dayLabel(new Date(2026, 10, 20, 12, 0).toISOString(), now, 'en-US')).toBe('Friday');
     expect(dayLabel(new Date(2026, 0, 2, 12, 0).toISOString(), now, 'en-US')).toBe('January 2');
-    expect(dayLabel(new Date(2025, 0, 2, 12, 0).toISOString(), now, 'en-US')).toBe('January 2, 2025');
+    expect(dayLabel(new Date(2025, 0, 2, 12, 0).toISOString(), now, 'en-US')).toBe(
+      'January 2, 2025',
+    );
   });
 
   it('uses local calendar days', () => {
-    expect(dayKey(new Date(2026, 10, 24, 0, 1).toISOString())).toBe(dayKey(new Date(2026, 10, 24, 23, 59).toISOString()));
-    expect(dayKey(new Date(2026, 10, 24, 0, 1).toISOString())).not.toBe(dayKey(new Date(2026, 10, 23, 23, 59).toISOString()));
+    expect(dayKey(new Date(2026, 10, 24, 0, 1).toISOString())).toBe(
+      dayKey(new Date(2026, 10, 24, 23, 59).toISOString()),
+    );
+    expect(dayKey(new Date(2026, 10, 24, 0, 1).toISOString())).not.toBe(
+      dayKey(new Date(2026, 10, 23, 23, 59).toISOString()),
+    );
   });
 
   it('keeps list times short', () => {

@@ -28,7 +28,11 @@ export function dayLabel(iso: string, now: Date = new Date(), locale?: string): 
   if (days === 1) return 'Yesterday';
   if (days > 1 && days < 7) return date.toLocaleDateString(locale, { weekday: 'long' });
   const sameYear = date.getFullYear() === now.getFullYear();
-  return date.toLocaleDateString(locale, { day: 'numeric', month: 'long', ...(sameYear ? {} : { year: 'numeric' }) });
+  return date.toLocaleDateString(locale, {
+    day: 'numeric',
+    month: 'long',
+    ...(sameYear ? {} : { year: 'numeric' }),
+  });
 }
 
 /** Compact time for the conversation list: a clock time today, else a short day or date. */

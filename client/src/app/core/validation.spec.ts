@@ -2,7 +2,8 @@ import { authErrorFor, messageLength, passwordProblem, usernameProblem } from '.
 
 describe('account rules', () => {
   it('accepts usernames the server accepts', () => {
-    for (const name of ['bob', 'Alice_1', 'a.b-c', 'x'.repeat(32)]) expect(usernameProblem(name)).toBeNull();
+    for (const name of ['bob', 'Alice_1', 'a.b-c', 'x'.repeat(32)])
+      expect(usernameProblem(name)).toBeNull();
   });
 
   it('rejects usernames the server rejects, saying why', () => {
@@ -32,8 +33,14 @@ describe('account rules', () => {
       text: 'That username is taken. Try another.',
     });
     expect(authErrorFor('invalid_username', 'bad name', 'signup').field).toBe('username');
-    expect(authErrorFor('invalid_password', 'too short', 'signup')).toEqual({ field: 'password', text: 'too short' });
-    expect(authErrorFor('invalid_credentials', 'x', 'signin')).toEqual({ field: 'form', text: 'Wrong username or password.' });
+    expect(authErrorFor('invalid_password', 'too short', 'signup')).toEqual({
+      field: 'password',
+      text: 'too short',
+    });
+    expect(authErrorFor('invalid_credentials', 'x', 'signin')).toEqual({
+      field: 'form',
+      text: 'Wrong username or password.',
+    });
     expect(authErrorFor('rate_limited', 'x', 'signin').text).toContain('Too many attempts');
     expect(authErrorFor('network', 'x', 'signin').text).toContain('Can’t reach chatd');
   });

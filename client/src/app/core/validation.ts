@@ -30,7 +30,11 @@ export function messageLength(body: string): number {
 export type AuthField = 'username' | 'password' | 'form';
 
 /** Maps a server error code to the field it belongs to and the text to show there. */
-export function authErrorFor(code: string, message: string, mode: 'signin' | 'signup'): { field: AuthField; text: string } {
+export function authErrorFor(
+  code: string,
+  message: string,
+  mode: 'signin' | 'signup',
+): { field: AuthField; text: string } {
   switch (code) {
     case 'username_taken':
       return { field: 'username', text: 'That username is taken. Try another.' };
@@ -47,7 +51,8 @@ export function authErrorFor(code: string, message: string, mode: 'signin' | 'si
     default:
       return {
         field: 'form',
-        text: message || (mode === 'signup' ? 'Could not create the account.' : 'Could not sign in.'),
+        text:
+          message || (mode === 'signup' ? 'Could not create the account.' : 'Could not sign in.'),
       };
   }
 }
