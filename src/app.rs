@@ -29,7 +29,7 @@ impl App {
         store.migrate().await?;
         let limits = Arc::new(Limits::new(&config.rate_limits));
         let accounts = Accounts::new(store.clone(), &config, limits.clone())?;
-        accounts.warm_up().await;
+        accounts.warm_up();
         let hub = Arc::new(Hub::new());
         let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone(), limits.clone()).await?;
         Ok(Self { config: Arc::new(config), store, accounts, chat, hub, limits })

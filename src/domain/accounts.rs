@@ -93,10 +93,11 @@ impl Accounts {
         })
     }
 
-    /// Computes the stand-in hash now, so that the first sign-in of an unknown name is not
-    /// slower than a wrong password (which would tell the name does not exist).
-    pub async fn warm_up(&self) {
-        let _ = tokio::task::spawn_blocking(dummy_hash).await;
+    /// Starts computing the stand-in hash in the background, so that the first sign-in of an
+    /// unknown name is not slower than a wrong password (which would tell the name does not
+    /// exist) — without delaying start-up by a hash.
+    pub fn warm_up(&self) {
+        tokio::task::spawn_blocking(dummy_hash);
     }
 
     /// Self-service sign-up, limited per client address.
