@@ -137,7 +137,11 @@ export class ConversationPane {
   private scrollToBottom(el: HTMLElement, smooth = false): void {
     this.stickToBottom = true;
     const reduce = globalThis.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
-    el.scrollTo({ top: el.scrollHeight, behavior: smooth && !reduce ? 'smooth' : 'auto' });
+    if (smooth && !reduce && typeof el.scrollTo === 'function') {
+      el.scrollTo({ top: el.scrollHeight, behavior: 'smooth' });
+    } else {
+      el.scrollTop = el.scrollHeight;
+    }
     this.unseen.set(0);
     this.atBottom.set(true);
     this.store.setViewport(this.peerName(), true);
