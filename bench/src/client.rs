@@ -78,6 +78,11 @@ impl Target {
         let body = serde_json::json!({ "username": username, "password": PASSWORD });
         let response = self.http.post(format!("{}/api/signup", self.base)).json(&body).send().await?;
         let status = response.status();
+        ensure!(
+            status.as_u16() != 429,
+            "sign-up refused with 429: turn the server's abuse limits off for benchmarks \
+             (CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 and friends; bench/run.sh does)"
+        );
         ensure!(status.as_u16() == 201, "sign-up of {username}: HTTP {status}: {}", response.text().await.unwrap_or_default());
         Ok(())
     }

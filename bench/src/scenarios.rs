@@ -34,6 +34,9 @@ pub struct ScenarioResult {
     pub runs: Vec<Figures>,
     pub figures: Figures,
     pub failures: Vec<String>,
+    /// Where the figures came from; filled in by `chatd-bench report`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<serde_json::Value>,
 }
 
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
@@ -106,9 +109,11 @@ async fn throughput(args: &ScenarioArgs, number: u8, name: &str, default_window:
     );
     for run in 0..runs {
         let plan = Plan::simple(Load::Closed { window, per_sender: None }, warmup, duration, drain, args.body_bytes);
+        let cpu = CpuMeter::start(args.server_pid);
         let (back, outcome) = traffic::run(pairs, plan).await?;
         pairs = back;
         let mut figures = Figures::default();
+        cpu.finish(outcome.acked, &mut figures);
         outcome.add_window(0, "", &mut figures);
         outcome.add_totals(&mut figures);
         log(format!(
@@ -140,11 +145,14 @@ async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let drain = Duration::from_secs_f64(args.drain);
     let prefix = run_prefix();
 
-    let mut pairs = setup_pairs(&target, &prefix, pair_count).await?;
+    // Idle users first: creating thousands takes minutes, and the pairs' sockets should not sit
+    // unread that long (the server drops sockets that stay silent).
     let started = Instant::now();
     let idle_accounts = target.create_accounts((0..idle).map(|i| format!("{prefix}i{i}")).collect()).await?;
     let idle_sockets = target.connect_all(idle_accounts.iter().map(|a| a.token.clone()).collect(), IDLE_READ_BUFFER).await?;
-    log(format!("{} idle users connected in {:.1} s", idle_sockets.len(), started.elapsed().as_secs_f64()));
+    let idle_sockets = keep_alive(idle_sockets);
+    log(format!("{} idle users connected in {:.1} s", idle.min(idle_accounts.len()), started.elapsed().as_secs_f64()));
+    let mut pairs = setup_pairs(&target, &prefix, pair_count).await?;
 
     let (number, name) =
         if storm_mode { (6, "sign-in storm during steady traffic") } else { (3, "steady rate with idle users") };
@@ -169,9 +177,13 @@ async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
             let accounts: Vec<Account> = idle_accounts.iter().chain(pairs.iter().map(|p| &p.sender_account)).cloned().collect();
             tokio::spawn(sign_in_storm(target.clone(), accounts, storm, storm_at))
         });
+        let cpu = CpuMeter::start(args.server_pid);
         let (back, outcome) = traffic::run(pairs, plan).await?;
         pairs = back;
         let mut figures = Figures::default();
+        if !storm_mode {
+            cpu.finish(outcome.acked, &mut figures);
+        }
         outcome.add_window(0, "", &mut figures);
         outcome.add_totals(&mut figures);
         let mut failures = outcome.failures();
@@ -209,8 +221,35 @@ async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         ));
         result.add_run(figures, failures);
     }
-    drop(idle_sockets);
+    let still_open = idle_sockets.iter().filter(|task| !task.is_finished()).count();
+    if still_open < idle {
+        let last = result.runs.len();
+        result.failures.push(format!("run {last}: {} idle sockets closed", idle - still_open));
+    }
+    idle_sockets.iter().for_each(|task| task.abort());
     Ok(result.finish())
+}
+
+/// Idle sockets still answer the server's heartbeat pings: each gets a task that only reads
+/// (the WebSocket library answers pings while reading). A task ends when its socket closes, or
+/// after an hour at most; callers abort the rest.
+fn keep_alive(sockets: Vec<Ws>) -> Vec<tokio::task::JoinHandle<()>> {
+    const LIFETIME: Duration = Duration::from_secs(3600);
+    sockets
+        .into_iter()
+        .map(|mut ws| {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(LIFETIME, async {
+                    while let Some(Ok(frame)) = ws.next().await {
+                        if let WsMessage::Close(_) = frame {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            })
+        })
+        .collect()
 }
 
 /// Fires `count` sign-ins at once at `at_ns`; returns (succeeded, failed, seconds until the last).
@@ -242,7 +281,8 @@ async fn sign_in_storm(target: Target, accounts: Vec<Account>, count: usize, at_
 async fn idle_sockets(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let target = Target::new(&args.url)?;
     let sockets = args.pick(args.sockets, 18_500, 100);
-    let users = args.pick(args.socket_users, 200, 10).clamp(1, sockets.max(1));
+    // Twenty sockets per user: the most the server's default `sockets_per_user` allows.
+    let users = args.pick(args.socket_users, sockets.div_ceil(20), sockets.div_ceil(20)).clamp(1, sockets.max(1));
     let pings = args.pick(args.pings, 2_000, 100);
     let pid = args.server_pid;
     let prefix = run_prefix();
@@ -361,7 +401,10 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     plan.windows.clear();
     log(format!("seeding {} messages over {pair_count} pairs (window {window})", per_sender * pair_count as u64));
     let started = Instant::now();
+    let cpu = CpuMeter::start(args.server_pid);
     let (pairs, outcome) = traffic::run(pairs, plan).await?;
+    let mut seed_figures = Figures::default();
+    cpu.finish(outcome.acked, &mut seed_figures);
     let seed_seconds = started.elapsed().as_secs_f64();
     log(format!("seeded {} messages in {seed_seconds:.1} s ({:.0} msg/s)", outcome.acked, outcome.acked as f64 / seed_seconds));
     let mut failures = outcome.failures();
@@ -379,6 +422,9 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         let mut figures = Figures::default();
         figures.set("seeded_messages", seeded as f64);
         figures.set("seed_msgs_per_s", seeded as f64 / seed_seconds);
+        for (name, value) in &seed_figures.0 {
+            figures.set(&format!("seed_{name}"), *value);
+        }
         for (label, deep) in [("history", false), ("history_deep", true)] {
             let (latency, requests, errors, seconds) =
                 time_history(&target, conversations.clone(), args.concurrency, duration, deep, seeded, run as u64).await;
@@ -567,6 +613,48 @@ fn binary_size(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     Ok(result.finish())
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    /// Clock ticks per second; Linux reports `/proc` times in USER_HZ, which is 100 everywhere.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user + system) / TICKS_PER_SECOND)
+}
+
+/// Measures the CPU both processes spend on a piece of traffic.
+struct CpuMeter {
+    server_pid: Option<u32>,
+    server: Option<f64>,
+    bench: Option<f64>,
+}
+
+impl CpuMeter {
+    fn start(server_pid: Option<u32>) -> Self {
+        Self { server_pid, server: server_pid.and_then(|p| cpu_seconds(Some(p))), bench: cpu_seconds(None) }
+    }
+
+    /// Adds server and load-generator CPU microseconds per delivered message.
+    fn finish(self, messages: u64, figures: &mut Figures) {
+        let per_message = |before: Option<f64>, after: Option<f64>| {
+            Some((after? - before?) * 1e6 / messages.max(1) as f64)
+        };
+        if let Some(us) = per_message(self.server, self.server_pid.and_then(|p| cpu_seconds(Some(p)))) {
+            figures.set("server_cpu_us_per_msg", us);
+        }
+        if let Some(us) = per_message(self.bench, cpu_seconds(None)) {
+            figures.set("bench_cpu_us_per_msg", us);
+        }
+    }
+}
+
 /// The server's resident memory, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
@@ -579,7 +667,15 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 impl ScenarioResult {
     fn new(scenario: u8, name: &str, params: serde_json::Value) -> Self {
-        Self { scenario, name: name.to_owned(), params, runs: Vec::new(), figures: Figures::default(), failures: Vec::new() }
+        Self {
+            scenario,
+            name: name.to_owned(),
+            params,
+            runs: Vec::new(),
+            figures: Figures::default(),
+            failures: Vec::new(),
+            provenance: None,
+        }
     }
 
     fn add_run(&mut self, figures: Figures, failures: Vec<String>) {
