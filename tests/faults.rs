@@ -938,3 +938,350 @@ async fn reconnecting_clients_get_every_message_once_in_order_through_restarts()
         devices.iter().map(|d| d.repeated_after_incomplete_sync).sum::<u64>(),
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Write contention
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn fail(&self, what: String) {
+        let mut failures = self.failures.lock().unwrap();
+        if failures.len() < 50 {
+            failures.push(what);
+        }
+    }
+
+    /// Counts a REST answer: `expected`, or a failure (any 5xx and any "database is locked" included).
+    fn check(&self, kind: &str, expected: u16, answer: reqwest::Result<(u16, Value)>) {
+        match answer {
+            Ok((status, _)) if status == expected => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((status, body)) => self.fail(format!("{kind}: {status} {body}")),
+            Err(error) => self.fail(format!("{kind}: {error}")),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_writers_never_see_database_is_locked() {
+    const WRITERS: usize = 50;
+    const USERS: usize = 20;
+    let seconds: u64 = std::env::var("FAULTS_CONTENTION_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Chatd::start(dir.path(), &[("CHATD_LOG__LEVEL", "info"), ("CHATD_LOG__FORMAT", "json")]).await;
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        let name = format!("busy{i}");
+        let token = server.user(&name).await;
+        users.push((name, token));
+    }
+    // Every user has a conversation with the next one, so read markers have something to move.
+    for i in 0..USERS {
+        let (name, token) = &users[i];
+        let peer = &users[(i + 1) % USERS].0;
+        let (status, body) = server
+            .post(&format!("/api/messages/{peer}"), Some(token), json!({"body": "hello", "client_id": format!("{name}-seed")}))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let server = Arc::new(server);
+    let users = Arc::new(users);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tallies: Arc<[Tally; 4]> = Arc::new(Default::default());
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let (server, users, stop, tallies) = (server.clone(), users.clone(), stop.clone(), tallies.clone());
+        writers.push(tokio::spawn(async move {
+            let (name, token) = users[writer % USERS].clone();
+            let peer = users[(writer % USERS + 1) % USERS].0.clone();
+            let mut n = 0u64;
+            match writer % 4 {
+                // REST sends.
+                0 => {
+                    while !stop.load(Ordering::Relaxed) {
+                        let cid = format!("{name}-rest{writer}-{n}");
+                        let answer = server.post(&format!("/api/messages/{peer}"), Some(&token), json!({"body": "busy", "client_id": cid})).await;
+                        tallies[0].check("REST send", 201, answer);
+                        n += 1;
+                    }
+                }
+                // WebSocket sends, a few in flight.
+                1 => {
+                    let mut ws = open_ws(server.port).await.expect("connects");
+                    authenticate(&mut ws, &token).await.expect("authenticates");
+                    let mut in_flight = 0;
+                    while !stop.load(Ordering::Relaxed) || in_flight > 0 {
+                        while !stop.load(Ordering::Relaxed) && in_flight < 8 {
+                            let cid = format!("{name}-ws{writer}-{n}");
+                            n += 1;
+                            assert!(send_message(&mut ws, &peer, "busy", &cid).await, "the socket stays open");
+                            in_flight += 1;
+                        }
+                        match next_frame(&mut ws, Duration::from_secs(30)).await {
+                            Incoming::Frame(frame) if frame["type"] == "ack" => {
+                                in_flight -= 1;
+                                tallies[1].ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Incoming::Frame(frame) if frame["type"] == "error" => {
+                                in_flight -= 1;
+                                tallies[1].fail(format!("WebSocket send: {frame}"));
+                            }
+                            Incoming::Frame(_) => {}
+                            _ => {
+                                tallies[1].fail("WebSocket send: the socket closed".into());
+                                break;
+                            }
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                }
+                // Sign-ups, each followed by a sign-in (a session row).
+                2 => {
+                    while !stop.load(Ordering::Relaxed) {
+                        let fresh = format!("new{writer}x{n}");
+                        n += 1;
+                        let credentials = json!({"username": fresh, "password": PASSWORD});
+                        tallies[2].check("sign-up", 201, server.post("/api/signup", None, credentials.clone()).await);
+                        tallies[2].check("sign-in", 200, server.post("/api/signin", None, credentials).await);
+                    }
+                }
+                // Read markers, over REST and the WebSocket.
+                _ => {
+                    let mut ws = open_ws(server.port).await.expect("connects");
+                    authenticate(&mut ws, &token).await.expect("authenticates");
+                    let previous = users[(writer % USERS + USERS - 1) % USERS].0.clone();
+                    while !stop.load(Ordering::Relaxed) {
+                        let answer = server.post(&format!("/api/messages/{previous}/read"), Some(&token), json!({"up_to": 1_i64 << 40})).await;
+                        tallies[3].check("read marker", 200, answer);
+                        let ok = send_json(&mut ws, json!({"type": "read", "peer": peer, "up_to": 1_i64 << 40})).await
+                            && send_json(&mut ws, json!({"type": "ping"})).await;
+                        assert!(ok, "the socket stays open");
+                        // Everything up to the pong has been handled; error frames are failures.
+                        loop {
+                            match next_frame(&mut ws, Duration::from_secs(30)).await {
+                                Incoming::Frame(frame) if frame["type"] == "pong" => break,
+                                Incoming::Frame(frame) if frame["type"] == "error" => tallies[3].fail(format!("read frame: {frame}")),
+                                Incoming::Frame(_) => {}
+                                _ => {
+                                    tallies[3].fail("read frame: the socket closed".into());
+                                    return;
+                                }
+                            }
+                        }
+                        tallies[3].ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writers stop").expect("writer task");
+    }
+    let mut server = Arc::into_inner(server).expect("no other owner");
+    server.stop().await;
+
+    let kinds = ["REST sends", "WebSocket sends", "sign-ups and sign-ins", "read markers"];
+    let mut failures = Vec::new();
+    for (kind, tally) in kinds.iter().zip(tallies.iter()) {
+        let ok = tally.ok.load(Ordering::Relaxed);
+        assert!(ok > 0, "no {kind} succeeded");
+        failures.extend(tally.failures.lock().unwrap().iter().cloned());
+    }
+    assert!(failures.is_empty(), "{} failures under contention, e.g.:\n{}", failures.len(), failures.join("\n"));
+    let log = server.log_text();
+    let locked: Vec<&str> = log.lines().filter(|l| l.to_lowercase().contains("database is locked")).collect();
+    assert!(locked.is_empty(), "the server log mentions a locked database:\n{}", locked.join("\n"));
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(r#""level":"ERROR""#)).collect();
+    assert!(errors.is_empty(), "the server logged errors under contention:\n{}", errors.join("\n"));
+    check_stored(&server.export());
+    assert_eq!(integrity_check(dir.path()), "ok");
+    println!(
+        "contention: {WRITERS} writers x {seconds} s, no 5xx and no \"database is locked\" in {} log lines: {}",
+        log.lines().count(),
+        kinds.iter().zip(tallies.iter()).map(|(k, t)| format!("{} {k}", t.ok.load(Ordering::Relaxed))).collect::<Vec<_>>().join(", ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Slow clients
+
+/// This process's open-file limit, as a shell started from it reports it.
+fn open_file_limit() -> usize {
+    let output = Command::new("sh").args(["-c", "ulimit -n"]).output().expect("sh runs");
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if text == "unlimited" { usize::MAX } else { text.parse().expect("ulimit -n prints a number") }
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        if stream.writable().await.is_err() {
+            return false;
+        }
+        match stream.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// True when the server has closed the connection (or answered, which ends the slow request).
+fn ended_by_server(stream: &TcpStream) -> bool {
+    let mut buffer = [0u8; 1024];
+    !matches!(stream.try_read(&mut buffer), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[derive(Default)]
+struct SlowCounters {
+    held: AtomicUsize,
+    ended_by_server: AtomicUsize,
+}
+
+/// Holds one request open: `start` at once, then one byte of `trickle` every 2–4 s, forever.
+/// When the server ends it, the connection is opened again.
+async fn hold_slow_request(port: u16, start: String, trickle: u8, counters: Arc<SlowCounters>) {
+    loop {
+        let Ok(stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        if write_all(&stream, start.as_bytes()).await {
+            counters.held.fetch_add(1, Ordering::Relaxed);
+            loop {
+                tokio::time::sleep(Duration::from_millis(rand::random_range(2000..4000))).await;
+                if ended_by_server(&stream) || !write_all(&stream, &[trickle]).await {
+                    break;
+                }
+            }
+            counters.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        counters.ended_by_server.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens a WebSocket and never authenticates; records the close code and how long after the
+/// handshake it came, then does it again.
+async fn hold_silent_socket(port: u16, counters: Arc<SlowCounters>, closes: Arc<Mutex<Vec<(Option<u16>, Duration)>>>) {
+    loop {
+        let Some(mut ws) = open_ws(port).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let opened = Instant::now();
+        counters.held.fetch_add(1, Ordering::Relaxed);
+        let code = match next_frame(&mut ws, Duration::from_secs(15)).await {
+            Incoming::Closed(code) => code,
+            Incoming::Frame(frame) => panic!("an unauthenticated socket got {frame}"),
+            Incoming::Gone => None,
+        };
+        counters.held.fetch_sub(1, Ordering::Relaxed);
+        closes.lock().unwrap().push((code, opened.elapsed()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_do_not_starve_a_fresh_sign_in() {
+    const WANTED: usize = 2000;
+    const AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+    let _serial = SERIAL.lock().await;
+    let limit = open_file_limit();
+    // Each held connection is one descriptor here (the server is another process); keep some spare.
+    let target = WANTED.min(limit.saturating_sub(300)).max(100);
+    if target < WANTED {
+        println!("slow clients: the open-file limit is {limit}; holding {target} slow connections instead of {WANTED}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Chatd::start(dir.path(), &[("CHATD_WEBSOCKET__AUTH_TIMEOUT_SECS", "2"), ("CHATD_LOG__LEVEL", "warn")]).await;
+    let port = server.port;
+    let (headers, bodies) = (target / 2, target / 4);
+    let sockets = target - headers - bodies;
+
+    let (requests, silent) = (Arc::new(SlowCounters::default()), Arc::new(SlowCounters::default()));
+    let closes = Arc::new(Mutex::new(Vec::new()));
+    let mut holders = Vec::new();
+    for i in 0..target {
+        holders.push(if i < headers {
+            let start = format!("GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ");
+            tokio::spawn(hold_slow_request(port, start, b'a', requests.clone()))
+        } else if i < headers + bodies {
+            let start = format!(
+                "POST /api/signup HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{{"
+            );
+            tokio::spawn(hold_slow_request(port, start, b' ', requests.clone()))
+        } else {
+            tokio::spawn(hold_silent_socket(port, silent.clone(), closes.clone()))
+        });
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let held = || requests.held.load(Ordering::Relaxed) + silent.held.load(Ordering::Relaxed);
+    let opening = Instant::now();
+    while held() < target * 95 / 100 {
+        assert!(opening.elapsed() < Duration::from_secs(20), "only {} of {target} slow connections opened", held());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A fresh client (new connections every time) signs up and in while they are held.
+    let fresh = reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(10)).build().unwrap();
+    let (mut slowest_signup, mut slowest_signin, mut fewest_held) = (Duration::ZERO, Duration::ZERO, usize::MAX);
+    for round in 0..6 {
+        fewest_held = fewest_held.min(held());
+        let credentials = json!({"username": format!("fresh{round}"), "password": PASSWORD});
+        let started = Instant::now();
+        let signup = fresh.post(server.url("/api/signup")).json(&credentials).send().await.expect("sign-up answers");
+        let signup_took = started.elapsed();
+        assert_eq!(signup.status(), 201);
+        let started = Instant::now();
+        let signin = fresh.post(server.url("/api/signin")).json(&credentials).send().await.expect("sign-in answers");
+        let signin_took = started.elapsed();
+        assert_eq!(signin.status(), 200);
+        assert!(signup_took < Duration::from_secs(1), "sign-up took {signup_took:?} with {} slow connections held", held());
+        assert!(signin_took < Duration::from_secs(1), "sign-in took {signin_took:?} with {} slow connections held", held());
+        slowest_signup = slowest_signup.max(signup_took);
+        slowest_signin = slowest_signin.max(signin_took);
+        fewest_held = fewest_held.min(held());
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    for holder in &holders {
+        holder.abort();
+    }
+    for holder in holders {
+        let _ = holder.await;
+    }
+    assert!(fewest_held >= target * 9 / 10, "only {fewest_held} of {target} slow connections were held while signing in");
+
+    // Every unauthenticated socket was closed with 4401 at the auth deadline.
+    let closes = std::mem::take(&mut *closes.lock().unwrap());
+    assert!(closes.len() >= sockets, "only {} of {sockets} silent sockets were closed", closes.len());
+    for (code, after) in &closes {
+        assert_eq!(*code, Some(4401), "an unauthenticated socket closed after {after:?}");
+        assert!(
+            *after >= AUTH_TIMEOUT - Duration::from_millis(100) && *after < AUTH_TIMEOUT + Duration::from_secs(3),
+            "an unauthenticated socket was closed {after:?} after its handshake (deadline {AUTH_TIMEOUT:?})"
+        );
+    }
+    let latest = closes.iter().map(|(_, after)| *after).max().unwrap();
+    server.stop().await;
+    println!(
+        "slow clients: {target} held ({headers} trickling headers, {bodies} trickling bodies, {sockets} silent sockets; at least \
+         {fewest_held} open at every measurement); slowest sign-up {} ms, slowest sign-in {} ms; {} silent sockets closed \
+         with 4401 within {} ms of the handshake (deadline 2 s); {} slow requests ended by the server",
+        slowest_signup.as_millis(),
+        slowest_signin.as_millis(),
+        closes.len(),
+        latest.as_millis(),
+        requests.ended_by_server.load(Ordering::Relaxed),
+    );
+}
