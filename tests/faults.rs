@@ -304,12 +304,10 @@ async fn authenticate(ws: &mut Ws, token: &str) -> Option<i64> {
     if !send_json(ws, json!({"type": "auth", "token": token})).await {
         return None;
     }
-    loop {
-        match next_frame(ws, Duration::from_secs(10)).await {
-            Incoming::Frame(frame) if frame["type"] == "ready" => return frame["last_id"].as_i64(),
-            Incoming::Frame(frame) => panic!("expected ready, got {frame}"),
-            _ => return None,
-        }
+    match next_frame(ws, Duration::from_secs(10)).await {
+        Incoming::Frame(frame) if frame["type"] == "ready" => frame["last_id"].as_i64(),
+        Incoming::Frame(frame) => panic!("expected ready, got {frame}"),
+        _ => None,
     }
 }
 
@@ -1170,9 +1168,12 @@ async fn hold_slow_request(port: u16, start: String, trickle: u8, counters: Arc<
     }
 }
 
+/// Close codes of silent sockets, with how long after the handshake each came.
+type Closes = Arc<Mutex<Vec<(Option<u16>, Duration)>>>;
+
 /// Opens a WebSocket and never authenticates; records the close code and how long after the
 /// handshake it came, then does it again.
-async fn hold_silent_socket(port: u16, counters: Arc<SlowCounters>, closes: Arc<Mutex<Vec<(Option<u16>, Duration)>>>) {
+async fn hold_silent_socket(port: u16, counters: Arc<SlowCounters>, closes: Closes) {
     loop {
         let Some(mut ws) = open_ws(port).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
