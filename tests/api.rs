@@ -1121,7 +1121,8 @@ async fn the_openapi_document_describes_every_operation_and_its_errors() {
     documented("POST /api/messages/{username}/read", &["200", "400", "401", "404"]);
     documented("GET /api/health", &["200"]);
     documented("GET /api/ready", &["200", "503"]);
-    assert_eq!(operations.len(), 11, "{:?}", operations.keys());
+    documented("GET /api/read_markers", &["200", "401"]);
+    assert_eq!(operations.len(), 12, "{:?}", operations.keys());
     for key in operations.keys().filter(|k| !k.contains("signup") && !k.contains("signin") && !k.contains("health") && !k.contains("ready")) {
         assert!(operations[key]["security"].as_array().is_some_and(|s| !s.is_empty()), "{key} declares its bearer auth");
     }

@@ -453,3 +453,26 @@ async fn a_silent_connection_is_closed_and_its_user_goes_offline() {
     alice_ws.send(json!({"type": "ping"})).await;
     assert_eq!(alice_ws.recv_type("pong").await["type"], "pong");
 }
+
+#[tokio::test]
+async fn reading_on_one_device_updates_my_other_devices_and_survives_a_reload() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (_, message) = server.send_rest(&alice, "bob", "hello", "c-1").await;
+    let (mut phone, ..) = server.connect(&bob).await;
+    let (mut laptop, ..) = server.connect(&bob).await;
+
+    phone.send(json!({"type": "read", "peer": "alice", "up_to": message["id"]})).await;
+    assert_eq!(laptop.recv_type("read_marker").await, json!({"type": "read_marker", "peer": "alice", "up_to": message["id"]}));
+    phone.expect_silence(QUIET).await;
+
+    // Both markers can be read back, so "seen" and unread survive a reload.
+    let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;
+    assert_eq!(chats[0]["unread"], 0);
+    let (status, markers) = server.get("/api/read_markers", Some(&bob.token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(markers, json!([{"username": "alice", "read_up_to": message["id"], "peer_read_up_to": 0}]));
+    let (_, markers) = server.get("/api/read_markers", Some(&alice.token)).await;
+    assert_eq!(markers, json!([{"username": "bob", "read_up_to": 0, "peer_read_up_to": message["id"]}]));
+}

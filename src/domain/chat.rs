@@ -172,8 +172,10 @@ impl Chat {
             .collect())
     }
 
-    /// Marks my side of the conversation with `peer` read up to `up_to` and tells the peer.
-    pub async fn mark_read(&self, me: &CurrentUser, peer: &str, up_to: MessageId) -> Result<MessageId> {
+    /// Marks my side of the conversation with `peer` read up to `up_to`, and tells the peer and
+    /// my other devices.
+    /// `origin` is the socket the request came from, which needs no echo.
+    pub async fn mark_read(&self, me: &CurrentUser, peer: &str, up_to: MessageId, origin: Option<SocketId>) -> Result<MessageId> {
         if up_to < 0 {
             return Err(Error::InvalidParameter("up_to must not be negative".into()));
         }
@@ -184,6 +186,9 @@ impl Chat {
         let marker = messages::mark_read(&self.store.write, conversation, me.id, up_to).await?;
         let frame = ServerFrame::Read { peer: &me.username, up_to: marker }.to_text();
         self.hub.send_to_user(peer.id, &frame, None);
+        // My other devices clear their unread badges too.
+        let mine = ServerFrame::ReadMarker { peer: &peer.username, up_to: marker }.to_text();
+        self.hub.send_to_user(me.id, &mine, origin);
         Ok(marker)
     }
 

@@ -155,6 +155,10 @@ pub struct ConversationSummary {
     pub peer: String,
     pub peer_id: UserId,
     pub unread: u64,
+    /// My read marker: the newest message id I have read.
+    pub read_up_to: MessageId,
+    /// The peer's read marker: the newest message id they have read (for "seen" receipts).
+    pub peer_read_up_to: MessageId,
     pub last_message: Option<Message>,
 }
 

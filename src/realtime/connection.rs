@@ -179,7 +179,9 @@ impl Connection<'_> {
                 Ok(())
             }
             ClientFrame::Typing { to } => self.app.chat.typing(self.user, &to).await,
-            ClientFrame::Read { peer, up_to } => self.app.chat.mark_read(self.user, &peer, up_to).await.map(|_| ()),
+            ClientFrame::Read { peer, up_to } => {
+                self.app.chat.mark_read(self.user, &peer, up_to, Some(self.socket_id)).await.map(|_| ())
+            }
             ClientFrame::Sync { after } => self.sync(after).await,
             ClientFrame::Ping => {
                 self.reply(ServerFrame::Pong.to_text()).await;

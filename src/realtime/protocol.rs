@@ -28,6 +28,8 @@ pub enum ServerFrame<'a> {
     ReceiveMessage { message: &'a Message },
     Typing { from: &'a str },
     Read { peer: &'a str, up_to: MessageId },
+    /// To a user's other sockets: they read their conversation with `peer` up to `up_to`.
+    ReadMarker { peer: &'a str, up_to: MessageId },
     SyncDone { last_id: MessageId },
     Error {
         code: &'a str,

@@ -219,6 +219,7 @@ pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result
     let rows = db
         .query_all_raw(sql(
             "SELECT c.id AS conversation_id, peer.user_id AS peer_id, pu.username AS peer,
+                me.last_read_id AS read_up_to, peer.last_read_id AS peer_read_up_to,
                 (SELECT COUNT(*) FROM (SELECT 1 FROM messages x WHERE x.conversation_id = c.id AND x.id > me.last_read_id
                     AND x.sender_id != me.user_id LIMIT ?)) AS unread,
                 m.id AS message_id, m.body, m.created_at, m.client_id, m.sender_id
@@ -256,6 +257,8 @@ pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result
             Ok(ConversationSummary {
                 conversation_id: row.try_get("", "conversation_id")?,
                 peer_id: row.try_get("", "peer_id")?,
+                read_up_to: row.try_get("", "read_up_to")?,
+                peer_read_up_to: row.try_get("", "peer_read_up_to")?,
                 unread: row.try_get::<i64>("", "unread")? as u64,
                 peer,
                 last_message,

@@ -21,9 +21,19 @@ pub struct ChatSummary {
     /// The other person.
     pub username: String,
     pub online: bool,
-    /// Messages from them I have not read.
+    /// Messages from them I have not read (counted up to 9999).
     pub unread: u64,
     pub last_message: Option<MessageDto>,
+}
+
+#[derive(Debug, Object)]
+pub struct ReadMarkers {
+    /// The other person.
+    pub username: String,
+    /// My read marker: the newest message id I have read.
+    pub read_up_to: i64,
+    /// Their read marker: the newest of my messages they have read ("seen").
+    pub peer_read_up_to: i64,
 }
 
 #[derive(Debug, Object)]
@@ -88,6 +98,18 @@ impl ConversationsApi {
         ))
     }
 
+    /// Both read markers of each of my conversations: what I have read, and what the other person
+    /// has read of mine ("seen"), so both survive a reload.
+    #[oai(path = "/read_markers", method = "get", operation_id = "listReadMarkers")]
+    async fn read_markers(&self, app: Data<&App>, auth: BearerAuth) -> Result<Json<Vec<ReadMarkers>>, ApiError> {
+        let list = app.chat.conversations(&auth.0).await?;
+        Ok(Json(
+            list.into_iter()
+                .map(|(c, _)| ReadMarkers { username: c.peer, read_up_to: c.read_up_to, peer_read_up_to: c.peer_read_up_to })
+                .collect(),
+        ))
+    }
+
     /// A page of my conversation with `username`: the newest `limit` by default, older ones with
     /// `before`, newer ones with `after`.
     #[oai(path = "/messages/:username", method = "get", operation_id = "getMessages")]
@@ -125,7 +147,7 @@ impl ConversationsApi {
     /// Mark my conversation with `username` read up to a message id; their sockets get a `read` frame.
     #[oai(path = "/messages/:username/read", method = "post", operation_id = "markRead")]
     async fn mark_read(&self, app: Data<&App>, auth: BearerAuth, username: Path<String>, body: Json<ReadMarker>) -> Result<Json<ReadState>, ApiError> {
-        let up_to = app.chat.mark_read(&auth.0, &username.0, body.up_to.0).await?;
+        let up_to = app.chat.mark_read(&auth.0, &username.0, body.up_to.0, None).await?;
         Ok(Json(ReadState { peer: username.0.to_ascii_lowercase(), up_to }))
     }
 }

@@ -92,6 +92,26 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/api/read_markers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Both read markers of each of my conversations: what I have read, and what the other person
+         *     has read of mine ("seen"), so both survive a reload.
+         */
+        get: operations["listReadMarkers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/ready": {
         parameters: {
             query?: never;
@@ -190,7 +210,7 @@ export type components = {
             online: boolean;
             /**
              * Format: uint64
-             * @description Messages from them I have not read.
+             * @description Messages from them I have not read (counted up to 9999).
              */
             unread: number;
             /** @description The other person. */
@@ -265,6 +285,21 @@ export type components = {
              */
             up_to: number;
         };
+        /** ReadMarkers */
+        ReadMarkers: {
+            /**
+             * Format: int64
+             * @description Their read marker: the newest of my messages they have read ("seen").
+             */
+            peer_read_up_to: number;
+            /**
+             * Format: int64
+             * @description My read marker: the newest message id I have read.
+             */
+            read_up_to: number;
+            /** @description The other person. */
+            username: string;
+        };
         /** ReadState */
         ReadState: {
             peer: string;
@@ -315,6 +350,7 @@ export type Me = components['schemas']['Me'];
 export type MessageDto = components['schemas']['MessageDto'];
 export type NewMessage = components['schemas']['NewMessage'];
 export type ReadMarker = components['schemas']['ReadMarker'];
+export type ReadMarkers = components['schemas']['ReadMarkers'];
 export type ReadState = components['schemas']['ReadState'];
 export type SignedUp = components['schemas']['SignedUp'];
 export type Status = components['schemas']['Status'];
@@ -827,6 +863,116 @@ export interface operations {
                 };
                 content: {
                     "application/json; charset=utf-8": components["schemas"]["ReadState"];
+                };
+            };
+            /** @description The request is invalid; `code` names what is wrong. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credentials. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The account is disabled. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such user or resource. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (`username_taken`, `client_id_conflict`). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is larger than `limits.max_request_bytes` (64 KiB by default). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The request body is not `application/json`. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Too many attempts; `Retry-After` says how many seconds to wait. */
+            429: {
+                headers: {
+                    "RETRY-AFTER": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The server failed; details are in its log, never in the response. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The database is not available. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listReadMarkers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ReadMarkers"][];
                 };
             };
             /** @description The request is invalid; `code` names what is wrong. */
