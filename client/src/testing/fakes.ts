@@ -1,5 +1,5 @@
 //! Test doubles for unit tests: an in-memory WebSocket and a scripted REST API.
-import type { ChatSummary, Message, MessagePage, UserSummary } from '../app/api/api';
+import type { ChatSummary, Message, MessagePage, ReadMarkers, UserSummary } from '../app/api/api';
 import type { ClientFrame, ServerFrame, SocketLike } from '../app/core/realtime';
 
 export class FakeSocket implements SocketLike {
@@ -72,6 +72,8 @@ export function message(
 /** A REST API answering from plain data, recording what it was asked. */
 export class FakeApi {
   chatsResult: ChatSummary[] = [];
+  markersResult: ReadMarkers[] | Error = [];
+  chatsCalls = 0;
   pages = new Map<string, MessagePage>();
   usersResult: UserSummary[] = [];
   sendImpl: (peer: string, body: string, clientId: string) => Promise<Message> = () =>
@@ -80,7 +82,14 @@ export class FakeApi {
   readonly reads: { peer: string; upTo: number }[] = [];
   readonly pageRequests: { peer: string; before?: number }[] = [];
 
-  chats = async () => this.chatsResult;
+  chats = async () => {
+    this.chatsCalls++;
+    return this.chatsResult;
+  };
+  readMarkers = async () => {
+    if (this.markersResult instanceof Error) throw this.markersResult;
+    return this.markersResult;
+  };
   users = async () => this.usersResult;
   me = async () => ({ username: 'alice' });
   messages = async (peer: string, page: { before?: number } = {}) => {

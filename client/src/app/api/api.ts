@@ -12,6 +12,7 @@ export type ChatSummary = JsonOf<paths['/api/chats_history']['get']['responses']
 export type UserSummary = JsonOf<paths['/api/users']['get']['responses'][200]>[number];
 export type MessagePage = JsonOf<paths['/api/messages/{username}']['get']['responses'][200]>;
 export type Message = MessagePage['messages'][number];
+export type ReadMarkers = JsonOf<paths['/api/read_markers']['get']['responses'][200]>[number];
 
 /** A failed API call: the server's stable `code` and human `message`, or `network` when unreachable. */
 export class ApiError extends Error {
@@ -110,6 +111,11 @@ export class Api {
 
   chats(): Promise<ChatSummary[]> {
     return this.call(this.client.GET('/api/chats_history'));
+  }
+
+  /** Both read markers of every conversation: how far I have read, and how far the peer has read mine. */
+  readMarkers(): Promise<ReadMarkers[]> {
+    return this.call(this.client.GET('/api/read_markers'));
   }
 
   users(q: string, limit = 20): Promise<UserSummary[]> {

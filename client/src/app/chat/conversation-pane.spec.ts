@@ -99,6 +99,26 @@ describe('ConversationPane', () => {
     expect(el.querySelectorAll('[data-testid="message"]')).toHaveLength(3);
   });
 
+  it('shows "Seen" from the server’s read markers, before any live receipt', async () => {
+    api.chatsResult = [
+      {
+        username: 'bob',
+        online: true,
+        unread: 0,
+        last_message: message('alice', 'bob', 'hi bob', { id: 2 }),
+      },
+    ];
+    api.markersResult = [{ username: 'bob', read_up_to: 1, peer_read_up_to: 2 }];
+    const { el } = await render();
+    expect(el.querySelector('[data-testid="delivery"]')!.textContent).toContain('Seen');
+  });
+
+  it('shows "Sent" while the peer has not read my newest message', async () => {
+    api.markersResult = [{ username: 'bob', read_up_to: 1, peer_read_up_to: 1 }];
+    const { el } = await render();
+    expect(el.querySelector('[data-testid="delivery"]')!.textContent).toContain('Sent');
+  });
+
   it('Shift+Enter does not send', async () => {
     const { fixture, el, socket } = await render();
     const box = el.querySelector<HTMLTextAreaElement>('[data-testid="composer"]')!;

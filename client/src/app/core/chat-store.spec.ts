@@ -1,7 +1,7 @@
 import { TestBed } from '@angular/core/testing';
 import { Api } from '../api/api';
 import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
-import { ChatStore, mergeById, unreadStart, type ChatMessage } from './chat-store';
+import { ChatStore, countFrom, mergeById, unreadStart, type ChatMessage } from './chat-store';
 import { SOCKET_FACTORY } from './realtime';
 import { Session } from './session';
 
@@ -229,6 +229,196 @@ describe('ChatStore', () => {
     expect(store.conversation('bob')!.peerReadUpTo).toBe(2);
   });
 
+  describe('read markers', () => {
+    const bobSaid = (id: number, unread: number) => ({
+      username: 'bob',
+      online: true,
+      unread,
+      last_message: message('bob', 'alice', `m${id}`, { id }),
+    });
+
+    it('restores "seen" and my read position from the server after a reload', async () => {
+      api.chatsResult = [
+        {
+          username: 'bob',
+          online: true,
+          unread: 0,
+          last_message: message('alice', 'bob', 'did you get it?', { id: 7 }),
+        },
+      ];
+      api.markersResult = [{ username: 'bob', read_up_to: 6, peer_read_up_to: 7 }];
+      const socket = await startConnected(7);
+      expect(store.conversation('bob')).toMatchObject({ readUpTo: 6, peerReadUpTo: 7, unread: 0 });
+
+      // What the server already holds is not reported again when the conversation is opened.
+      store.open('bob');
+      store.setViewport('bob', true);
+      flush();
+      await settle();
+      expect(socket.sentOfType('read')).toEqual([]);
+      expect(api.reads).toEqual([]);
+    });
+
+    it('never moves a marker backwards when the list is fetched again', async () => {
+      api.chatsResult = [bobSaid(9, 0)];
+      api.markersResult = [{ username: 'bob', read_up_to: 9, peer_read_up_to: 8 }];
+      const socket = await startConnected(9);
+      socket.receive({ type: 'read', peer: 'bob', up_to: 12 });
+      api.markersResult = [{ username: 'bob', read_up_to: 5, peer_read_up_to: 8 }];
+      await store.refreshList();
+      expect(store.conversation('bob')).toMatchObject({ readUpTo: 9, peerReadUpTo: 12 });
+    });
+
+    it('still lists conversations when the markers cannot be loaded', async () => {
+      api.chatsResult = [bobSaid(3, 1)];
+      api.markersResult = new Error('404');
+      await startConnected(3);
+      expect(store.listLoaded()).toBe(true);
+      expect(store.conversation('bob')).toMatchObject({ unread: 1, peerReadUpTo: 0 });
+    });
+
+    it('clears the unread count when I read on another device, without telling the server again', async () => {
+      api.chatsResult = [
+        bobSaid(9, 2),
+        {
+          username: 'carol',
+          online: false,
+          unread: 1,
+          last_message: message('carol', 'alice', 'yo', { id: 4 }),
+        },
+      ];
+      const socket = await startConnected(9);
+      socket.receive({
+        type: 'receive_message',
+        message: message('bob', 'alice', 'and', { id: 10 }),
+      });
+      expect(store.conversation('bob')!.unread).toBe(3);
+      expect(store.totalUnread()).toBe(4);
+
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 10 });
+      expect(store.conversation('bob')).toMatchObject({
+        unread: 0,
+        readUpTo: 10,
+        unreadFrom: null,
+      });
+      expect(store.totalUnread()).toBe(1);
+
+      // Opening it here now has nothing to report.
+      store.open('bob');
+      store.setViewport('bob', true);
+      flush();
+      await settle();
+      expect(socket.sentOfType('read')).toEqual([]);
+
+      // Newer messages count again.
+      store.close('bob');
+      store.setViewport('carol', false);
+      socket.receive({
+        type: 'receive_message',
+        message: message('bob', 'alice', 'more', { id: 11 }),
+      });
+      expect(store.conversation('bob')!.unread).toBe(1);
+    });
+
+    it('counts what is left when the other device read only part of the new messages', async () => {
+      api.chatsResult = [bobSaid(9, 1)];
+      const socket = await startConnected(9);
+      for (const id of [10, 11, 12])
+        socket.receive({
+          type: 'receive_message',
+          message: message('bob', 'alice', `m${id}`, { id }),
+        });
+      expect(store.conversation('bob')!.unread).toBe(4);
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 11 });
+      expect(store.conversation('bob')!.unread).toBe(1);
+      expect(api.chatsCalls).toBe(1);
+    });
+
+    it('asks the server for the count when the marker lands among messages it has not loaded', async () => {
+      api.chatsResult = [bobSaid(9, 5)];
+      const socket = await startConnected(9);
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 7 });
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 8 });
+      expect(store.conversation('bob')!.unread).toBe(5);
+      api.chatsResult = [bobSaid(9, 1)];
+      vi.advanceTimersByTime(1_000);
+      await settle();
+      expect(api.chatsCalls).toBe(2);
+      expect(store.conversation('bob')!.unread).toBe(1);
+    });
+
+    it('counts exactly from loaded history when a marker lands inside it', async () => {
+      api.chatsResult = [bobSaid(9, 3)];
+      api.pages.set('bob:', {
+        messages: [7, 8, 9].map((id) => message('bob', 'alice', `m${id}`, { id })),
+        has_more: false,
+      });
+      const socket = await startConnected(9);
+      await store.loadLatest('bob');
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 8 });
+      expect(store.conversation('bob')!.unread).toBe(1);
+      expect(api.chatsCalls).toBe(1);
+    });
+
+    it('ignores markers that are not ahead of what it knows', async () => {
+      api.chatsResult = [bobSaid(9, 2)];
+      api.markersResult = [{ username: 'bob', read_up_to: 7, peer_read_up_to: 0 }];
+      const socket = await startConnected(9);
+      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 6 });
+      socket.receive({ type: 'read_marker', peer: 'nobody', up_to: 6 });
+      expect(store.conversation('bob')).toMatchObject({ unread: 2, readUpTo: 7 });
+      expect(store.conversation('nobody')).toBeUndefined();
+    });
+  });
+
+  describe('unread counts across a reconnect', () => {
+    async function missThree(listFirst: boolean): Promise<number> {
+      api.chatsResult = [
+        {
+          username: 'bob',
+          online: true,
+          unread: 1,
+          last_message: message('bob', 'alice', 'm10', { id: 10 }),
+        },
+      ];
+      const first = await startConnected(10);
+      first.drop();
+      // While away: 11, 12 and 13 arrive at the server.
+      api.chatsResult = [
+        {
+          username: 'bob',
+          online: true,
+          unread: 4,
+          last_message: message('bob', 'alice', 'm13', { id: 13 }),
+        },
+      ];
+      vi.advanceTimersByTime(1000);
+      const second = FakeSocket.latest();
+      second.open();
+      second.receive({ type: 'ready', username: 'alice', last_id: 13 });
+      const catchUp = () => {
+        for (const id of [11, 12, 13])
+          second.receive({
+            type: 'receive_message',
+            message: message('bob', 'alice', `m${id}`, { id }),
+          });
+        second.receive({ type: 'sync_done', last_id: 13 });
+      };
+      if (!listFirst) catchUp();
+      await settle();
+      if (listFirst) catchUp();
+      return store.conversation('bob')!.unread;
+    }
+
+    it('does not count caught-up messages twice when the list arrives first', async () => {
+      expect(await missThree(true)).toBe(4);
+    });
+
+    it('does not count caught-up messages twice when the catch-up arrives first', async () => {
+      expect(await missThree(false)).toBe(4);
+    });
+  });
+
   it('sends typing at most every three seconds', async () => {
     const socket = await startConnected();
     store.typing('bob');
@@ -297,6 +487,11 @@ describe('message list helpers', () => {
 
   it('merges by id, in order, without duplicates', () => {
     expect(mergeById([m(1), m(3)], [m(2), m(3), m(5)]).map((x) => x.id)).toEqual([1, 2, 3, 5]);
+  });
+
+  it('counts a peer’s messages after an id', () => {
+    expect(countFrom([m(1), m(2, 'alice'), m(3), m(4)], 'bob', 1)).toBe(2);
+    expect(countFrom([m(1)], 'bob', 1)).toBe(0);
   });
 
   it('finds where the unread run starts', () => {

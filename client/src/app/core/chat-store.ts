@@ -1,6 +1,13 @@
 //! All chat state: conversations, messages, the outbox, presence, typing and read markers.
 import { DestroyRef, Injectable, computed, effect, inject, signal, untracked } from '@angular/core';
-import { Api, ApiError, type ChatSummary, type Message, type UserSummary } from '../api/api';
+import {
+  Api,
+  ApiError,
+  type ChatSummary,
+  type Message,
+  type ReadMarkers,
+  type UserSummary,
+} from '../api/api';
 import { newClientId } from './ids';
 import { Realtime, type ServerFrame } from './realtime';
 import { Session } from './session';
@@ -37,6 +44,11 @@ export interface Conversation {
   readonly readUpTo: number;
   /** The newest of my messages the peer has read. */
   readonly peerReadUpTo: number;
+  /**
+   * The newest message id the server's `unread` count (from the conversation list) covered: newer
+   * messages are counted here as they arrive, older ones never again.
+   */
+  readonly countedThrough: number;
   readonly typing: boolean;
   /** Id of the first message that was unread when I opened the conversation (the read marker). */
   readonly unreadFrom: number | null;
@@ -48,6 +60,8 @@ type Origin = 'live' | 'history' | 'own';
 const ACK_TIMEOUT_MS = 10_000;
 const TYPING_SEND_EVERY_MS = 3_000;
 const TYPING_SHOWN_MS = 6_000;
+/** Coalesces list refreshes that several frames ask for at once. */
+const LIST_REFRESH_DELAY_MS = 300;
 export const PAGE_SIZE = 50;
 
 function fromServer(message: Message): ChatMessage {
@@ -77,6 +91,7 @@ function emptyConversation(peer: string): Conversation {
     notFound: false,
     readUpTo: 0,
     peerReadUpTo: 0,
+    countedThrough: 0,
     typing: false,
     unreadFrom: null,
   };
@@ -103,6 +118,19 @@ export function unreadStart(
   const theirs = messages.filter((m) => m.from === peer && m.id !== null);
   if (theirs.length === 0) return null;
   return theirs[Math.max(0, theirs.length - count)].id;
+}
+
+/** How many of `peer`'s messages in the list have an id above `after`. */
+export function countFrom(messages: readonly ChatMessage[], peer: string, after: number): number {
+  let n = 0;
+  for (const m of messages) if (m.from === peer && m.id !== null && m.id > after) n++;
+  return n;
+}
+
+/** Whether the loaded messages include every message of the conversation newer than `id`. */
+export function holdsAllAfter(c: Conversation, id: number): boolean {
+  if (!c.historyLoaded) return false;
+  return !c.hasMore || (c.messages[0]?.id ?? Number.POSITIVE_INFINITY) <= id;
 }
 
 export function lastMessage(c: Conversation): ChatMessage | null {
@@ -152,6 +180,7 @@ export class ChatStore {
   private readonly seen = new Set<number>();
   private readonly ackTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>();
+  private listRefreshTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly typingSentAt = new Map<string, number>();
   private readonly readInFlight = new Map<string, number>();
   private readonly unreadAtOpen = new Map<string, number>();
@@ -164,7 +193,8 @@ export class ChatStore {
     const onVisibility = () => {
       const visible = document.visibilityState !== 'hidden';
       this.pageVisible.set(visible);
-      // Reading on another device does not reach this one live: reconcile unread counts on return.
+      // Reads on my other devices arrive live as `read_marker` frames; this is the fallback for
+      // anything a sleeping tab may have missed.
       if (visible && this.started && Date.now() - this.listFetchedAt > 30_000)
         void this.refreshList();
     };
@@ -231,6 +261,8 @@ export class ChatStore {
     this.unsubscribers = [];
     for (const t of this.ackTimers.values()) clearTimeout(t);
     for (const t of this.typingTimers.values()) clearTimeout(t);
+    if (this.listRefreshTimer) clearTimeout(this.listRefreshTimer);
+    this.listRefreshTimer = null;
     this.ackTimers.clear();
     this.typingTimers.clear();
     this.typingSentAt.clear();
@@ -250,10 +282,17 @@ export class ChatStore {
     this.realtime.reconnectNow();
   }
 
+  /** Loads the conversation list and both read markers of each conversation. */
   async refreshList(): Promise<void> {
     this.listFetchedAt = Date.now();
     try {
-      const chats = await this.api.chats();
+      // Markers are an extra: without them only "Seen" after a reload is lost.
+      const [chats, markers] = await Promise.all([
+        this.api.chats(),
+        this.api.readMarkers().catch(() => null),
+      ]);
+      if (!this.started) return;
+      if (markers) this.applyMarkers(markers);
       this.applyChats(chats);
       this.listError.set(null);
       this.listLoaded.set(true);
@@ -432,17 +471,64 @@ export class ChatStore {
         // list fetched mid-outage can never make a later sync skip a message.
         if (!this.everReady) this.syncCursor = Math.max(this.syncCursor, last.id);
       }
-      this.update(chat.username, (c) => ({
-        ...c,
-        online: chat.online,
-        unread:
-          chat.username === this.viewport().peer && this.viewport().atBottom
-            ? c.unread
-            : Number(chat.unread),
-        messages: last ? mergeById(c.messages, [last]) : c.messages,
-      }));
+      const newest = last?.id ?? 0;
+      const view = this.viewport();
+      const watching = chat.username === view.peer && view.atBottom;
+      this.update(chat.username, (c) => {
+        const messages = last ? mergeById(c.messages, [last]) : c.messages;
+        // The server counted up to `newest` (nothing, if I have read past it since); messages
+        // that arrived after its snapshot are counted here, and will not be counted again.
+        const counted = newest > c.readUpTo ? Number(chat.unread) : 0;
+        const later = countFrom(messages, chat.username, Math.max(newest, c.readUpTo));
+        return {
+          ...c,
+          online: chat.online,
+          unread: watching ? c.unread : counted + later,
+          countedThrough: Math.max(c.countedThrough, newest),
+          messages,
+        };
+      });
     }
     this.onlineUsers.set(online);
+  }
+
+  private applyMarkers(markers: ReadMarkers[]): void {
+    for (const marker of markers) {
+      const peer = marker.username;
+      const upTo = Number(marker.read_up_to);
+      if (upTo > (this.readInFlight.get(peer) ?? 0)) this.readInFlight.set(peer, upTo);
+      this.update(peer, (c) => ({
+        ...c,
+        readUpTo: Math.max(c.readUpTo, upTo),
+        peerReadUpTo: Math.max(c.peerReadUpTo, Number(marker.peer_read_up_to)),
+      }));
+    }
+  }
+
+  /** I read `peer`'s messages up to `upTo` on another device. */
+  private readElsewhere(peer: string, upTo: number): void {
+    const c = this.state()[peer];
+    if (!c || upTo <= c.readUpTo) return;
+    // The server has it already: never send it back.
+    if (upTo > (this.readInFlight.get(peer) ?? 0)) this.readInFlight.set(peer, upTo);
+    // Everything above the list's snapshot is held here, so the rest can be counted exactly;
+    // a marker inside the snapshot needs the server's count unless the whole tail is loaded.
+    const exact = upTo >= c.countedThrough || holdsAllAfter(c, upTo);
+    const unread = exact ? Math.min(c.unread, countFrom(c.messages, peer, upTo)) : c.unread;
+    this.patch(peer, {
+      readUpTo: upTo,
+      unread,
+      unreadFrom: unread === 0 && this.active() !== peer ? null : c.unreadFrom,
+    });
+    if (!exact) this.refreshListSoon();
+  }
+
+  private refreshListSoon(): void {
+    if (this.listRefreshTimer) return;
+    this.listRefreshTimer = setTimeout(() => {
+      this.listRefreshTimer = null;
+      if (this.started) void this.refreshList();
+    }, LIST_REFRESH_DELAY_MS);
   }
 
   private handleFrame(frame: ServerFrame): void {
@@ -501,6 +587,9 @@ export class ChatStore {
           }));
         }
         break;
+      case 'read_marker':
+        this.readElsewhere(frame.peer, frame.up_to);
+        break;
       case 'error':
         if (frame.client_id)
           this.fail(frame.client_id, frame.message || 'The server refused this message.');
@@ -543,7 +632,10 @@ export class ChatStore {
       ...c,
       messages: isNew ? mergeById(c.messages, [message]) : c.messages,
       outbox: incoming ? c.outbox : c.outbox.filter((m) => m.clientId !== message.clientId),
-      unread: counts && message.id! > c.readUpTo ? c.unread + 1 : c.unread,
+      unread:
+        counts && message.id! > c.readUpTo && message.id! > c.countedThrough
+          ? c.unread + 1
+          : c.unread,
       unreadFrom: counts && !watching && c.unreadFrom === null ? message.id : c.unreadFrom,
       typing: incoming ? false : c.typing,
     }));

@@ -11,6 +11,8 @@ export type ServerFrame =
   | { type: 'receive_message'; message: Message }
   | { type: 'typing'; from: string }
   | { type: 'read'; peer: string; up_to: number }
+  /** I read the conversation with `peer` up to `up_to` on another device. */
+  | { type: 'read_marker'; peer: string; up_to: number }
   | { type: 'sync_done'; last_id: number }
   | { type: 'error'; code: string; message: string; client_id?: string | null }
   | { type: 'pong' };
