@@ -1,0 +1,31 @@
+//! The REST request bodies, parsed exactly as the API parses them (JSON, then poem-openapi's
+//! `ParseFromJSON`), then through the domain's validation. Nothing may panic; whatever parses obeys
+//! the schema's types.
+#![no_main]
+
+use chatd::{
+    domain::{ClientId, MessageBody, Password, Username},
+    http::api::{Credentials, NewMessage, ReadMarker},
+};
+use libfuzzer_sys::fuzz_target;
+use poem_openapi::types::ParseFromJSON;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
+    if let Ok(credentials) = Credentials::parse_from_json(Some(value.clone())) {
+        assert!(value["username"].is_string() && value["password"].is_string(), "credentials from {value}");
+        let _ = Username::parse(&credentials.username);
+        let _ = Password::parse(&credentials.password);
+    }
+    if let Ok(message) = NewMessage::parse_from_json(Some(value.clone())) {
+        assert!(value["body"].is_string(), "a message from {value}");
+        let _ = MessageBody::parse(&message.body, 4000);
+        if let Some(client_id) = &message.client_id {
+            let _ = ClientId::parse(client_id);
+        }
+    }
+    if let Ok(marker) = ReadMarker::parse_from_json(Some(value.clone())) {
+        assert_eq!(value["up_to"].as_i64(), Some(marker.up_to.0), "a read marker from {value}");
+    }
+});

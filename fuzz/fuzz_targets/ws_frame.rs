@@ -1,0 +1,23 @@
+//! The WebSocket frame parser: any text a client sends must give a frame or one of the documented
+//! error codes, never a panic.
+#![no_main]
+
+use chatd::realtime::protocol::{ClientFrame, parse_client_frame};
+use libfuzzer_sys::fuzz_target;
+
+const CODES: &[&str] = &["invalid_json", "invalid_frame", "unknown_type"];
+
+fuzz_target!(|data: &[u8]| {
+    // The server only ever parses text frames, which are UTF-8 by the time they reach the parser.
+    let text = String::from_utf8_lossy(data);
+    match parse_client_frame(&text) {
+        Ok(frame) => {
+            // Only JSON objects are frames.
+            assert!(text.trim_start().starts_with('{'), "a non-object parsed as {frame:?}");
+            if let ClientFrame::SendMessage { client_id, .. } = &frame {
+                let _ = chatd::domain::ClientId::parse(client_id);
+            }
+        }
+        Err(error) => assert!(CODES.contains(&error.code), "undocumented code {}", error.code),
+    }
+});
