@@ -129,7 +129,10 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
     let segments: Vec<&str> = path.split('/').collect();
     operations().iter().find_map(|(pattern, methods)| {
         let matches = pattern.len() == segments.len()
-            && pattern.iter().zip(&segments).all(|(p, s)| p.as_deref().is_none_or(|p| p == *s) && !s.is_empty());
+            && pattern.iter().zip(&segments).all(|(p, s)| match p {
+                Some(literal) => literal == s,
+                None => !s.is_empty(),
+            });
         matches.then_some(methods.as_str())
     })
 }
@@ -138,17 +141,17 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
 /// leaves out.
 pub async fn allow_header<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let path = req.original_uri().path().to_owned();
-    match next.call(req).await {
-        Ok(response) => Ok(response.into_response()),
-        Err(error) if error.status() == StatusCode::METHOD_NOT_ALLOWED => {
-            let mut response = crate::http::error::error_response(error);
-            if let Some(methods) = allowed_methods(&path) {
-                response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
-            }
-            Ok(response)
-        }
-        Err(error) => Err(error),
+    let mut response = match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(error) if error.status() == StatusCode::METHOD_NOT_ALLOWED => crate::http::error::error_response(error),
+        Err(error) => return Err(error),
+    };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allowed_methods(&path)
+    {
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(methods));
     }
+    Ok(response)
 }
 
 #[cfg(test)]
