@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every chatd test: Rust unit and integration tests (real server, real SQLite, real HTTP and
 # WebSocket clients), the web client's unit tests, the check that the generated API client matches
-# the server's OpenAPI document, the browser end-to-end suite (Debian's Chromium, installed here when
-# missing), and a seconds-long benchmark smoke run. Ends with one "N passed, N failed" line.
+# the server's OpenAPI document, schemathesis against the OpenAPI document (anonymous and signed in),
+# a 20-second run of each fuzz target, the browser end-to-end suite (Debian's Chromium, installed here
+# when missing), and a seconds-long benchmark smoke run. Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NG_CLI_ANALYTICS=false CARGO_TERM_COLOR=never
@@ -25,6 +26,8 @@ step client-install bash -c '[ -d client/node_modules ] || npm --prefix client c
 step build cargo build --locked --workspace
 chatd_bin="$PWD/target/debug/chatd"
 step rust cargo test --locked --workspace
+step schemathesis env CHATD_BIN="$chatd_bin" bash tests/schemathesis/run.sh
+step fuzz-smoke bash scripts/fuzz-smoke.sh
 step client-unit npm --prefix client run test:unit
 step api-check env CHATD_BIN="$chatd_bin" npm --prefix client run api:check
 step e2e env CHATD_BIN="$chatd_bin" npm --prefix client run e2e
