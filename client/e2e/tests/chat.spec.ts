@@ -56,6 +56,23 @@ async function signUp(page: Page, username: string): Promise<void> {
   await expect(page.getByTestId('me')).toHaveText(username);
 }
 
+async function signIn(page: Page, username: string): Promise<void> {
+  await page.goto('/signin');
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await expect(page.getByTestId('me')).toHaveText(username);
+}
+
+/** Marks the page's current document, so a test can tell it was never reloaded. */
+async function markDocument(page: Page): Promise<void> {
+  await page.evaluate(() => ((window as unknown as { e2eMark?: boolean }).e2eMark = true));
+}
+
+async function documentIsMarked(page: Page): Promise<boolean> {
+  return page.evaluate(() => (window as unknown as { e2eMark?: boolean }).e2eMark === true);
+}
+
 async function send(page: Page, text: string): Promise<void> {
   const composer = page.getByTestId('composer');
   await composer.fill(text);
@@ -159,12 +176,18 @@ test('B types and replies; A sees typing, the reply and a read receipt', async (
   await shotBoth(bob, 'conversation-peer');
 });
 
-test('A reloads and the history is still there', async () => {
+test('A reloads and the history is still there, with the "Seen" receipt', async () => {
+  // Bob has the conversation open, so he has read Alice's newest message.
+  const receipt = alice.getByTestId('message').last().getByTestId('delivery');
+  await expect(receipt).toContainText('Seen');
   await alice.reload();
   await expect(alice.getByTestId('me')).toHaveText(ALICE);
   await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
   await expect(bodies(alice)).toHaveText(['Hi Bob! 👋', 'Hello Alice', 'line one\nline two']);
   await expect(alice.getByRole('log')).toBeVisible();
+  // The receipt comes from the server's read markers, not from a live frame.
+  await expect(receipt).toContainText('Seen');
+  await expect(alice.getByTestId('delivery')).toHaveCount(1);
 
   // The browser's back and forward buttons move between screens.
   await alice.goBack();
@@ -249,6 +272,55 @@ test('unread badge and tab title count up, and clear on read', async () => {
   await expect(conversationRow(bob, ALICE)).toBeVisible();
   await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveCount(0);
   await expect(bob).toHaveTitle('chatd');
+});
+
+test('B on two devices: reading on one clears the badge and the title on the other, live', async ({
+  browser,
+}) => {
+  const laptopContext = await browser.newContext({ viewport: DESKTOP });
+  const laptop = await laptopContext.newPage();
+  try {
+    await signIn(laptop, BOB);
+    await expect(conversationRow(laptop, ALICE)).toBeVisible();
+    await expect(conversationRow(bob, ALICE)).toBeVisible();
+    await markDocument(bob);
+    await markDocument(laptop);
+
+    // Read on the laptop: the phone clears.
+    await send(alice, 'read me anywhere');
+    for (const page of [bob, laptop]) {
+      await expect(conversationRow(page, ALICE).getByTestId('unread-badge')).toHaveText('1');
+      await expect(page).toHaveTitle('(1) chatd');
+    }
+    await shotBoth(laptop, 'two-devices-unread');
+    await openConversation(laptop, ALICE);
+    await expect(bodies(laptop).last()).toHaveText('read me anywhere');
+    await expect(conversationRow(bob, ALICE).getByTestId('unread-badge')).toHaveCount(0);
+    await expect(bob).toHaveTitle('chatd');
+    await expect(alice.getByTestId('message').last().getByTestId('delivery')).toContainText('Seen');
+
+    // Read on the phone: the laptop, with the list on screen, clears.
+    await laptop.goto('/');
+    await expect(conversationRow(laptop, ALICE)).toBeVisible();
+    await markDocument(laptop);
+    await send(alice, 'and on the other one');
+    for (const page of [bob, laptop]) {
+      await expect(conversationRow(page, ALICE).getByTestId('unread-badge')).toHaveText('1');
+      await expect(page).toHaveTitle('(1) chatd');
+    }
+    await openConversation(bob, ALICE);
+    await expect(bodies(bob).last()).toHaveText('and on the other one');
+    await expect(conversationRow(laptop, ALICE).getByTestId('unread-badge')).toHaveCount(0);
+    await expect(laptop).toHaveTitle('chatd');
+
+    // Neither device reloaded to get there.
+    expect(await documentIsMarked(bob)).toBe(true);
+    expect(await documentIsMarked(laptop)).toBe(true);
+    await bob.getByRole('link', { name: 'Back to conversations' }).click();
+    await expect(conversationRow(bob, ALICE)).toBeVisible();
+  } finally {
+    await laptopContext.close();
+  }
 });
 
 test('long history: opens at the newest, loads older pages without jumping, offers jump to latest', async ({

@@ -393,7 +393,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -522,7 +525,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -641,7 +647,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -767,7 +776,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -883,7 +895,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -993,7 +1008,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1136,7 +1154,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1245,7 +1266,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1360,7 +1384,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1475,7 +1502,10 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The account is disabled. */
+            /**
+             * @description Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+             *     (`cannot_message_self`).
+             */
             403: {
                 headers: {
                     [name: string]: unknown;
