@@ -110,6 +110,8 @@ test('sign-up validates inline, and two people sign up', async () => {
   await shotBoth(alice, 'signup-errors');
 
   await signUp(alice, ALICE);
+  await expect(alice.getByText('No conversations yet.')).toBeVisible();
+  await shotBoth(alice, 'empty');
   await signUp(bob, BOB);
 
   // A taken name is reported by the server next to the username field.
@@ -131,6 +133,8 @@ test('A finds B and sends; B sees it live with A’s presence', async () => {
   await result.click();
   await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
   await expect(alice.getByTestId('peer-status')).toHaveText('Online');
+  await expect(alice.getByTestId('message-log')).toContainText(`Say hello to ${BOB}`);
+  await shotBoth(alice, 'new-conversation');
 
   await send(alice, 'Hi Bob! 👋');
   const sent = alice.getByTestId('message').filter({ hasText: 'Hi Bob!' });
@@ -441,7 +445,18 @@ test('dark mode follows the system setting', async () => {
     .evaluate((el) => getComputedStyle(el).backgroundColor);
   expect(background).toBe('rgb(15, 17, 21)');
   await shotBoth(alice, 'conversation-dark');
+  // A narrower window keeps the newest message in view (a phone's keyboard does the same).
+  await alice.setViewportSize(PHONE);
+  await expect(bodies(alice).last()).toBeInViewport();
+  await alice.setViewportSize(DESKTOP);
   await alice.emulateMedia({ colorScheme: 'light' });
+
+  const guest = await alice.context().browser()!.newContext({ colorScheme: 'dark' });
+  const signin = await guest.newPage();
+  await signin.goto('/signin');
+  await expect(signin.getByRole('heading', { name: 'Sign in to chatd' })).toBeVisible();
+  await shotBoth(signin, 'signin-dark');
+  await guest.close();
 });
 
 test('sign-out returns to sign-in and the old session can no longer read messages', async ({

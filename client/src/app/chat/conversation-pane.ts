@@ -77,6 +77,18 @@ export class ConversationPane {
       onCleanup(() => this.store.close(peer));
     });
 
+    // The log got shorter or taller (a phone's keyboard, a rotation, a resized window): whoever
+    // was reading the newest message keeps seeing it.
+    effect((onCleanup) => {
+      const el = this.log()?.nativeElement;
+      if (!el || typeof ResizeObserver === 'undefined') return;
+      const observer = new ResizeObserver(() => {
+        if (this.stickToBottom && !this.anchor) el.scrollTop = el.scrollHeight;
+      });
+      observer.observe(el);
+      onCleanup(() => observer.disconnect());
+    });
+
     afterRenderEffect({
       write: () => {
         const rows = this.rows();
