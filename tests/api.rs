@@ -196,6 +196,10 @@ async fn signup_rejects_malformed_and_incomplete_bodies() {
         r#"{"username": ["dave"], "password": "correct horse battery"}"#,
         r#"{"username": "dave", "password": null}"#,
         r#"{"username": "dave", "password": "correct horse battery", "is_admin": true}"#,
+        // Strings are JSON strings: a number or boolean is not turned into one.
+        r#"{"username": 12345, "password": "correct horse battery"}"#,
+        r#"{"username": "dave", "password": 1234567890}"#,
+        r#"{"username": "dave", "password": true}"#,
     ] {
         let (status, error) = raw_post(&server, "/api/signup", json_type, body).await;
         assert_eq!(status, 400, "{body:?}: {error}");
@@ -742,9 +746,11 @@ async fn client_ids_are_bounded() {
     for bad in ["k".repeat(65), String::new(), "line\nbreak".to_owned()] {
         assert_error(server.send_rest(&alice, "bob", "not ok", &bad).await, 400, "invalid_client_id");
     }
-    let (status, error) = server.post("/api/messages/bob", Some(&alice.token), json!({"body": "x", "client_id": ["c"]})).await;
-    assert_eq!(status, 400, "{error}");
-    assert_error_body(&error);
+    for body in [json!({"body": "x", "client_id": ["c"]}), json!({"body": "x", "client_id": 7}), json!({"body": 5, "client_id": "n"})] {
+        let (status, error) = server.post("/api/messages/bob", Some(&alice.token), body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["code"], "invalid_body", "{body}");
+    }
     assert_eq!(history(&server, &alice, "bob", "").await.0.len(), 1);
 }
 
@@ -753,7 +759,7 @@ async fn messages_need_a_real_recipient_other_than_oneself() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     for me in ["alice", "ALICE"] {
-        assert_error(server.send_rest(&alice, me, "note to self", "self").await, 400, "cannot_message_self");
+        assert_error(server.send_rest(&alice, me, "note to self", "self").await, 403, "cannot_message_self");
     }
     assert_error(server.send_rest(&alice, "nobody", "hello?", "n-1").await, 404, "user_not_found");
     assert_error(server.send_rest(&alice, "x!", "hello?", "n-2").await, 404, "user_not_found");

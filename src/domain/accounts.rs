@@ -281,3 +281,57 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())?;
     file.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn sign(algorithm: Algorithm, claims: &Value, secret: &[u8]) -> String {
+        encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret)).unwrap()
+    }
+
+    #[test]
+    fn only_unexpired_hs256_tokens_signed_with_the_secret_decode() {
+        let now = (now_millis() / 1000) as u64;
+        let claims = json!({"sub": "alice", "sid": "s-1", "iat": now, "exp": now + 3600});
+        let good = sign(Algorithm::HS256, &claims, SECRET);
+        assert_eq!(
+            decode_claims(&good, SECRET).unwrap(),
+            Claims { sub: "alice".into(), sid: "s-1".into(), iat: now, exp: now + 3600 }
+        );
+
+        let with = |change: &dyn Fn(&mut Value)| {
+            let mut changed = claims.clone();
+            change(&mut changed);
+            changed
+        };
+        let header_none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let payload = good.split('.').nth(1).unwrap();
+        let tampered_payload = URL_SAFE_NO_PAD.encode(with(&|c| c["sid"] = json!("s-2")).to_string());
+        let signature = good.split('.').nth(2).unwrap();
+        let forged = [
+            ("alg none", format!("{header_none}.{payload}.")),
+            ("alg none with the real signature", format!("{header_none}.{payload}.{signature}")),
+            ("HS512", sign(Algorithm::HS512, &claims, SECRET)),
+            ("HS384", sign(Algorithm::HS384, &claims, SECRET)),
+            ("another key", sign(Algorithm::HS256, &claims, b"another secret of thirty-two bytes!")),
+            ("expired", sign(Algorithm::HS256, &with(&|c| c["exp"] = json!(now - 60)), SECRET)),
+            ("string exp", sign(Algorithm::HS256, &with(&|c| c["exp"] = json!((now + 3600).to_string())), SECRET)),
+            ("no exp", sign(Algorithm::HS256, &with(&|c| c.as_object_mut().unwrap().remove("exp").map(drop).unwrap()), SECRET)),
+            ("no sub", sign(Algorithm::HS256, &with(&|c| c.as_object_mut().unwrap().remove("sub").map(drop).unwrap()), SECRET)),
+            ("tampered claims", format!("{}.{tampered_payload}.{signature}", good.split('.').next().unwrap())),
+            ("truncated", good[..good.len() - 1].to_owned()),
+            ("empty", String::new()),
+            ("garbage", "not.a.token".to_owned()),
+        ];
+        for (what, token) in forged {
+            assert!(decode_claims(&token, SECRET).is_err(), "{what} was accepted");
+        }
+    }
+}

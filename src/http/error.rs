@@ -23,7 +23,8 @@ pub enum ApiError {
     /// Missing, invalid, expired or revoked credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
-    /// The account is disabled.
+    /// Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
+    /// (`cannot_message_self`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
     /// No such user or resource.
@@ -62,10 +63,11 @@ impl From<Error> for ApiError {
             | Error::EmptyMessage
             | Error::MessageTooLong(_)
             | Error::InvalidClientId
-            | Error::CannotMessageSelf
             | Error::InvalidParameter(_) => ApiError::BadRequest(json),
             Error::InvalidCredentials | Error::Unauthorized => ApiError::Unauthorized(json),
-            Error::AccountDisabled => ApiError::Forbidden(json),
+            // A well-formed request for something the caller may not do: messages and read markers
+            // with oneself.
+            Error::AccountDisabled | Error::CannotMessageSelf => ApiError::Forbidden(json),
             Error::UserNotFound => ApiError::NotFound(json),
             Error::UsernameTaken | Error::ClientIdConflict => ApiError::Conflict(json),
             Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
