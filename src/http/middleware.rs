@@ -49,6 +49,9 @@ pub async fn secure_and_log<E: Endpoint>(next: E, req: Request) -> Result<Respon
 
 /// Bodies larger than `limits.max_request_bytes` get 413, whether they announce their length or
 /// arrive chunked; smaller ones are read once and handed on.
+/// How long a request body may take to arrive (at most 64 KiB: a second is plenty on any link).
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(next.call(req).await?.into_response());
@@ -59,10 +62,15 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Respon
     if declared.is_some_and(|length| length > limit) {
         return Ok(too_large());
     }
-    match req.take_body().into_bytes_limit(limit).await {
-        Ok(bytes) => req.set_body(Body::from(bytes)),
-        Err(ReadBodyError::PayloadTooLarge) => return Ok(too_large()),
-        Err(error) => return Err(error.into()),
+    // A body trickled in a byte at a time must not hold the request open forever.
+    let read = tokio::time::timeout(BODY_DEADLINE, req.take_body().into_bytes_limit(limit)).await;
+    match read {
+        Ok(Ok(bytes)) => req.set_body(Body::from(bytes)),
+        Ok(Err(ReadBodyError::PayloadTooLarge)) => return Ok(too_large()),
+        Ok(Err(error)) => return Err(error.into()),
+        Err(_) => {
+            return Ok(json_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time"));
+        }
     }
     Ok(next.call(req).await?.into_response())
 }

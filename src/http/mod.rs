@@ -4,6 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod client_address;
 pub mod error;
+mod first_request_deadline;
 mod metrics;
 mod middleware;
 mod spa;
@@ -21,6 +22,7 @@ use poem::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
+use self::first_request_deadline::FirstRequestDeadline;
 use crate::{App, realtime::connection::CLOSE_GOING_AWAY};
 
 /// How long shutdown waits for open requests and sockets before giving up on them.
@@ -76,8 +78,12 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     Ok(())
 }
 
-/// Accepts TCP connections with Nagle's algorithm off (chat frames are small and latency-bound),
-/// and backs off briefly instead of spinning when accepting fails (e.g. out of file descriptors).
+/// How long a new connection has to deliver its first complete request.
+const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Accepts TCP connections with Nagle's algorithm off (chat frames are small and latency-bound)
+/// and a deadline on the first request, and backs off briefly instead of spinning when accepting
+/// fails (e.g. out of file descriptors).
 struct NoDelayAcceptor {
     listener: TcpListener,
     local_addr: LocalAddr,
@@ -91,17 +97,18 @@ impl NoDelayAcceptor {
 }
 
 impl Acceptor for NoDelayAcceptor {
-    type Io = TcpStream;
+    type Io = FirstRequestDeadline<TcpStream>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         vec![self.local_addr.clone()]
     }
 
-    async fn accept(&mut self) -> std::io::Result<(TcpStream, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let stream = FirstRequestDeadline::new(stream, FIRST_REQUEST_DEADLINE);
                     return Ok((stream, self.local_addr.clone(), RemoteAddr(peer.into()), poem::http::uri::Scheme::HTTP));
                 }
                 Err(error) => {
