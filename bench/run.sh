@@ -7,41 +7,49 @@
 #   bench/run.sh --smoke          seconds-long run with small counts, for CI
 #   bench/run.sh --scenarios "1 2 8"   only these scenarios
 #   bench/run.sh -- --runs 5      anything after -- goes to every `chatd-bench scenario`
+#   bench/run.sh --no-build       use the release binaries already built
 #
-# Environment: CHATD_BENCH_PORT (first port, default 38100), CHATD_SKIP_UI=1 (build without the
-# web app: quicker, but scenario 8 then does not measure the real binary).
+# Each server listens on a free loopback port. CHATD_SKIP_UI=1 builds chatd without the web app:
+# quicker, but scenario 8 then does not measure the real binary.
 # Exit status is non-zero if any scenario saw a protocol error, a lost or duplicated message.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 # The load comes from one address and a few users at rates far above a person's: the abuse limits
 # would measure themselves, so the benchmarked servers run without them.
-export CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 \
+export CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 CHATD_RATE_LIMITS__MESSAGE_BURST=0 \
+    CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 \
     CHATD_RATE_LIMITS__SOCKETS_PER_USER=0 CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE=0 \
     CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ACCOUNT_PER_MINUTE=0
 smoke=""
+build=1
 scenarios="8 1 2 3 6 4 5 7"
 out=""
 extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) smoke="--smoke" ;;
+        --no-build) build=0 ;;
         --scenarios) scenarios="$2"; shift ;;
         --out) out="$2"; shift ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 
-echo "building release chatd and chatd-bench…" >&2
-cargo build --release --quiet -p chatd -p chatd-bench
+if [[ $build == 1 ]]; then
+    echo "building release chatd and chatd-bench…" >&2
+    cargo build --release --quiet -p chatd -p chatd-bench
+fi
 target_dir="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-chatd="$target_dir/release/chatd"
-bench="$target_dir/release/chatd-bench"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/chatd-bench.XXXXXX")"
+# Private copies, so that a rebuild in the shared target directory cannot swap them mid-suite.
+cp "$target_dir/release/chatd" "$target_dir/release/chatd-bench" "$work/"
+chatd="$work/chatd"
+bench="$work/chatd-bench"
 server_pid=""
 stop_server() {
     if [[ -n "$server_pid" ]]; then
@@ -57,7 +65,6 @@ stop_server() {
 }
 trap 'stop_server; rm -rf "$work"' EXIT
 
-base_port="${CHATD_BENCH_PORT:-38100}"
 failed=0
 files=()
 for n in $scenarios; do
@@ -71,17 +78,18 @@ for n in $scenarios; do
             ;;
         8) args+=(--chatd "$chatd") ;;
         *)
-            port=$((base_port + n))
+            port="$("$bench" free-port)"
             data="$work/data-$n"
             mkdir -p "$data"
-            # The abuse limits (sign-ups per address, messages per user per second) would cap a
-            # load generator on one address long before the server's capacity; they are turned off.
-            CHATD_LISTEN="127.0.0.1:$port" CHATD_DATA_DIR="$data" \
-                CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 \
-                CHATD_RATE_LIMITS__MESSAGE_BURST=0 CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE=0 \
-                "$chatd" serve >"$work/server-$n.log" 2>&1 &
+            CHATD_LISTEN="127.0.0.1:$port" CHATD_DATA_DIR="$data" "$chatd" serve >"$work/server-$n.log" 2>&1 &
             server_pid=$!
-            "$bench" wait-ready --url "http://127.0.0.1:$port" --timeout 30
+            if ! "$bench" wait-ready --url "http://127.0.0.1:$port" --timeout 30 --pid "$server_pid"; then
+                failed=1
+                echo "scenario $n: the server did not start; its log:" >&2
+                tail -n 20 "$work/server-$n.log" >&2 || true
+                stop_server
+                continue
+            fi
             args+=(--url "http://127.0.0.1:$port" --server-pid "$server_pid")
             ;;
     esac

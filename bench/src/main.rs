@@ -29,7 +29,12 @@ enum Command {
         url: String,
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
+        /// Stop waiting as soon as this process has exited.
+        #[arg(long)]
+        pid: Option<u32>,
     },
+    /// Prints a loopback TCP port that is free right now.
+    FreePort,
     /// Combines scenario results into one JSON file and prints the markdown table.
     Report {
         /// Where to write the combined JSON.
@@ -137,7 +142,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Scenario(args) => scenarios::run(args).await,
-            Command::WaitReady { url, timeout } => scenarios::wait_ready(&url, timeout).await.map(|()| true),
+            Command::WaitReady { url, timeout, pid } => scenarios::wait_ready(&url, timeout, pid).await.map(|()| true),
+            Command::FreePort => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| {
+                    println!("{}", a.port());
+                    true
+                })
+                .map_err(Into::into),
             Command::Report { out, commit, date, command, files } => {
                 report::write(&out, &commit, &date, &command, &files).map(|()| true)
             }

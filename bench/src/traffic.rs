@@ -135,7 +135,7 @@ impl Outcome {
     pub fn failures(&self) -> Vec<String> {
         let counts = [
             (self.errors, "error frames"),
-            (self.unacked, "messages never acked"),
+            (self.unacked, "messages not acked before the drain timeout (an overloaded server, or a lost ack)"),
             (self.lost, "lost messages (acked, never received)"),
             (self.duplicates, "duplicate deliveries"),
             (self.duplicate_acks, "duplicate acks"),
