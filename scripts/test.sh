@@ -25,7 +25,7 @@ step() {
 step client-install bash -c '[ -d client/node_modules ] || npm --prefix client ci --no-audit --no-fund'
 step build cargo build --locked --workspace
 chatd_bin="$PWD/target/debug/chatd"
-step rust cargo test --locked --workspace
+step rust cargo test --locked --workspace --no-fail-fast
 step schemathesis env CHATD_BIN="$chatd_bin" bash tests/schemathesis/run.sh
 step fuzz-smoke bash scripts/fuzz-smoke.sh
 step client-unit npm --prefix client run test:unit

@@ -466,6 +466,9 @@ async fn reading_on_one_device_updates_my_other_devices_and_survives_a_reload() 
     phone.send(json!({"type": "read", "peer": "alice", "up_to": message["id"]})).await;
     assert_eq!(laptop.recv_type("read_marker").await, json!({"type": "read_marker", "peer": "alice", "up_to": message["id"]}));
     phone.expect_silence(QUIET).await;
+    // Reading the same again moves nothing and tells no one.
+    phone.send(json!({"type": "read", "peer": "alice", "up_to": message["id"]})).await;
+    laptop.expect_silence(QUIET).await;
 
     // Both markers can be read back, so "seen" and unread survive a reload.
     let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;

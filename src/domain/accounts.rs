@@ -14,6 +14,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Versio
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use rand::RngCore;
 use sea_orm::TransactionTrait;
+use tokio::sync::Semaphore;
 use serde::{Deserialize, Serialize};
 
 use super::{CurrentUser, Password, UserSummary, Username, limits::Limits, now_millis};
@@ -221,20 +222,26 @@ fn argon2id() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashing takes tens of milliseconds of CPU, so it runs off the async worker threads.
+/// Hashing takes tens of milliseconds of CPU and 19 MiB of memory, so it runs off the async
+/// worker threads, and at most one hash per core runs at a time: a storm of sign-ins queues here
+/// instead of starving message delivery of CPU and ballooning memory.
+async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+    });
+    let _permit = permits.acquire().await.map_err(Error::internal)?;
+    tokio::task::spawn_blocking(work).await.map_err(Error::internal)
+}
+
 pub async fn hash_password(password: Password) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        argon2id().hash_password(password.expose().as_bytes()).map(|hash| hash.to_string())
-    })
-    .await
-    .map_err(Error::internal)?
-    .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
+    run_hashing(move || argon2id().hash_password(password.expose().as_bytes()).map(|hash| hash.to_string()))
+        .await?
+        .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || argon2id().verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .map_err(Error::internal)
+    run_hashing(move || argon2id().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await
 }
 
 /// A real hash of a random password, verified against when the user does not exist so that

@@ -183,7 +183,10 @@ impl Chat {
         let Some(conversation) = messages::find_direct_conversation(&self.store.read, me.id, peer.id).await? else {
             return Ok(0);
         };
-        let marker = messages::mark_read(&self.store.write, conversation, me.id, up_to).await?;
+        let (marker, moved) = messages::mark_read(&self.store.write, conversation, me.id, up_to).await?;
+        if !moved {
+            return Ok(marker); // nothing new to tell anyone
+        }
         let frame = ServerFrame::Read { peer: &me.username, up_to: marker }.to_text();
         self.hub.send_to_user(peer.id, &frame, None);
         // My other devices clear their unread badges too.

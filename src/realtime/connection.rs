@@ -27,7 +27,9 @@ type Source = SplitStream<WebSocketStream>;
 pub async fn serve_connection(socket: WebSocketStream, app: App) {
     let (mut sink, mut source) = socket.split();
     let deadline = Duration::from_secs(app.config.websocket.auth_timeout_secs);
-    let user = match tokio::time::timeout(deadline, authenticate(&mut source, &app)).await {
+    // The one-off steps are boxed so that the long-lived connection future stays small: an
+    // idle socket should cost as little memory as possible.
+    let user = match tokio::time::timeout(deadline, Box::pin(authenticate(&mut source, &app))).await {
         Ok(Ok(user)) => user,
         Ok(Err(reason)) => return close(&mut sink, CLOSE_UNAUTHORIZED, reason).await,
         Err(_) => return close(&mut sink, CLOSE_UNAUTHORIZED, "no auth frame in time").await,
@@ -42,7 +44,7 @@ pub async fn serve_connection(socket: WebSocketStream, app: App) {
     let stop = Arc::new(Notify::new());
     let socket_id = app.hub.next_socket_id();
     let handle = SocketHandle::new(socket_id, user.id, &user.session_id, queue.clone(), stop.clone());
-    let (registered_at, last_id, registration) = match app.chat.connect_socket(&user, handle).await {
+    let (registered_at, last_id, registration) = match Box::pin(app.chat.connect_socket(&user, handle)).await {
         Ok(registered) => registered,
         Err(error) => {
             tracing::error!(error = ?error, "could not register socket");
@@ -149,7 +151,7 @@ impl Connection<'_> {
             };
             last_heard = tokio::time::Instant::now();
             match frame {
-                Some(Ok(WsMessage::Text(text))) => self.handle_text(&text).await,
+                Some(Ok(WsMessage::Text(text))) => Box::pin(self.handle_text(&text)).await,
                 Some(Ok(WsMessage::Binary(_))) => {
                     self.reply_error("invalid_frame", "frames must be JSON text", None).await
                 }

@@ -121,22 +121,33 @@ pub async fn find_by_client_id(
 }
 
 /// Moves `reader`'s read marker forward to `up_to` (never past the newest message, never
-/// backwards); returns the marker as stored.
+/// backwards); returns the marker as stored and whether it moved.
 pub async fn mark_read(
     db: &impl ConnectionTrait,
     conversation: ConversationId,
     reader: UserId,
     up_to: MessageId,
-) -> Result<MessageId> {
-    let row = db
+) -> Result<(MessageId, bool)> {
+    let target = "MIN(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0))";
+    let moved = db
         .query_one_raw(sql(
-            "UPDATE conversation_members
-             SET last_read_id = MAX(last_read_id, MIN(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0)))
-             WHERE conversation_id = ? AND user_id = ? RETURNING last_read_id",
-            [up_to.into(), conversation.into(), conversation.into(), reader.into()],
+            &format!(
+                "UPDATE conversation_members SET last_read_id = {target}
+                 WHERE conversation_id = ? AND user_id = ? AND last_read_id < {target} RETURNING last_read_id"
+            ),
+            [up_to.into(), conversation.into(), conversation.into(), reader.into(), up_to.into(), conversation.into()],
         ))
         .await?;
-    Ok(row.map(|r| r.try_get("", "last_read_id")).transpose()?.unwrap_or(0))
+    if let Some(row) = moved {
+        return Ok((row.try_get("", "last_read_id")?, true));
+    }
+    let row = db
+        .query_one_raw(sql(
+            "SELECT last_read_id FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
+            [conversation.into(), reader.into()],
+        ))
+        .await?;
+    Ok((row.map(|r| r.try_get("", "last_read_id")).transpose()?.unwrap_or(0), false))
 }
 
 pub async fn latest_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
