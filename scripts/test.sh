@@ -40,6 +40,7 @@ totals=$(cat "$log_dir"/*.log | python3 -c '
 import re, sys
 passed = failed = 0
 for line in sys.stdin:
+    line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # runners colour their summaries
     m = re.search(r"test result: \w+\. (\d+) passed; (\d+) failed", line)
     if m:
         passed += int(m[1]); failed += int(m[2]); continue
