@@ -14,7 +14,6 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Versio
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use rand::RngCore;
 use sea_orm::TransactionTrait;
-use tokio::sync::Semaphore;
 use serde::{Deserialize, Serialize};
 
 use super::{CurrentUser, Password, UserSummary, Username, limits::Limits, now_millis};
@@ -98,7 +97,9 @@ impl Accounts {
     /// unknown name is not slower than a wrong password (which would tell the name does not
     /// exist) — without delaying start-up by a hash.
     pub fn warm_up(&self) {
-        tokio::task::spawn_blocking(dummy_hash);
+        tokio::spawn(run_hashing(|| {
+            dummy_hash();
+        }));
     }
 
     /// Self-service sign-up, limited per client address.
@@ -222,16 +223,39 @@ fn argon2id() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashing takes tens of milliseconds of CPU and 19 MiB of memory, so it runs off the async
-/// worker threads, and at most one hash per core runs at a time: a storm of sign-ins queues here
-/// instead of starving message delivery of CPU and ballooning memory.
+/// Hashing takes tens of milliseconds of CPU and 19 MiB of memory, so it runs on a few threads of
+/// its own, one per core: a storm of sign-ins queues here instead of starving message delivery,
+/// and the memory stays bounded (each thread's allocator keeps its one buffer, where a pool of
+/// hundreds of blocking threads would each keep one).
 async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    let permits = PERMITS.get_or_init(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+    type Job = Box<dyn FnOnce() + Send>;
+    static QUEUE: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+    let queue = QUEUE.get_or_init(|| {
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        for n in 0..std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("chatd-hash-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = receiver.lock().expect("hash queue").recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("spawn a hashing thread");
+        }
+        std::sync::Mutex::new(sender)
     });
-    let _permit = permits.acquire().await.map_err(Error::internal)?;
-    tokio::task::spawn_blocking(work).await.map_err(Error::internal)
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = reply.send(work());
+    });
+    queue.lock().expect("hash queue").send(job).map_err(|_| Error::Unavailable)?;
+    answer.await.map_err(Error::internal)
 }
 
 pub async fn hash_password(password: Password) -> Result<String> {
