@@ -79,7 +79,7 @@ pub struct LimitsConfig {
     pub max_request_bytes: usize,
     /// Longest message body, in characters after trimming.
     pub max_message_chars: usize,
-    /// Largest page of messages one history request may ask for.
+    /// Largest page of messages one history request may ask for (at most 100).
     pub max_page_size: u64,
 }
 
@@ -254,6 +254,10 @@ impl Config {
         }
         if self.limits.max_message_chars == 0 || self.limits.max_page_size == 0 {
             bail!("limits.max_message_chars and limits.max_page_size must be positive");
+        }
+        if self.limits.max_page_size > 100 {
+            // The API document promises clients at most 100 per page.
+            bail!("limits.max_page_size can be at most 100");
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -478,4 +478,44 @@ async fn reading_on_one_device_updates_my_other_devices_and_survives_a_reload() 
     assert_eq!(markers, json!([{"username": "alice", "read_up_to": message["id"], "peer_read_up_to": 0}]));
     let (_, markers) = server.get("/api/read_markers", Some(&alice.token)).await;
     assert_eq!(markers, json!([{"username": "bob", "read_up_to": 0, "peer_read_up_to": message["id"]}]));
+}
+
+#[tokio::test]
+async fn forged_and_stale_tokens_are_refused_on_the_socket() {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let secret = std::fs::read_to_string(server.data_dir.path().join("jwt-secret")).unwrap();
+    let parts: Vec<&str> = alice.token.split('.').collect();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sign = |claims: &Value, key: &[u8], algorithm| encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(key)).unwrap();
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims.clone();
+        change(&mut c);
+        c
+    };
+    let unsigned = format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(with(&|c| c["sub"] = json!("bob")).to_string()), parts[2]);
+    let forged = [
+        ("alg none", unsigned),
+        ("tampered claims", tampered),
+        ("another key", sign(&claims, b"not-the-server-secret-0123456789abcdef", jsonwebtoken::Algorithm::HS256)),
+        ("another algorithm", sign(&claims, secret.trim().as_bytes(), jsonwebtoken::Algorithm::HS512)),
+        ("expired", sign(&with(&|c| c["exp"] = json!(now - 3600)), secret.trim().as_bytes(), jsonwebtoken::Algorithm::HS256)),
+        ("string exp", sign(&with(&|c| c["exp"] = json!((now + 3600).to_string())), secret.trim().as_bytes(), jsonwebtoken::Algorithm::HS256)),
+        ("unknown session", sign(&with(&|c| c["sid"] = json!("0".repeat(32))), secret.trim().as_bytes(), jsonwebtoken::Algorithm::HS256)),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, token) in forged {
+        let mut ws = WsClient::open(&server).await;
+        ws.send(json!({"type": "auth", "token": token})).await;
+        assert_eq!(ws.closed_with().await, Some(4401), "{what}");
+        assert_eq!(server.get("/api/me", Some(&token)).await.0, 401, "{what}");
+    }
+    // The genuine token, re-signed exactly, still works: the refusals above were about the forgery.
+    let genuine = sign(&claims, secret.trim().as_bytes(), jsonwebtoken::Algorithm::HS256);
+    let (_, ready, _) = server.connect(&TestUser { name: "alice".into(), token: genuine }).await;
+    assert_eq!(ready["username"], "alice");
 }
