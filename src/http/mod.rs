@@ -51,6 +51,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
 /// work, and makes sure every queued message is committed before returning.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let watcher = tokio::spawn(crate::realtime::revocations::watch(app.store.clone(), app.hub.clone()));
+    let checkpointer = app.store.checkpoint_in_background().await?;
     let limits = app.limits.clone();
     let housekeeping = tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -74,6 +75,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     }
     watcher.abort();
     housekeeping.abort();
+    checkpointer.abort();
     app.chat.flush().await;
     Ok(())
 }
