@@ -212,3 +212,44 @@ async fn logs_never_contain_tokens_passwords_or_message_bodies() {
         assert!(!log.contains(secret), "the log contains {secret}");
     }
 }
+
+#[tokio::test]
+async fn hostile_bodies_and_frames_get_clear_errors_and_others_carry_on() {
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid UTF-8", b"{\"username\":\"al\xff\xfeice\",\"password\":\"correct horse battery\"}".to_vec()),
+        ("deeply nested", deep.clone().into_bytes()),
+        ("nested object as a field", format!("{{\"username\":{deep},\"password\":\"x\"}}").into_bytes()),
+        ("truncated", b"{\"username\":\"alice\",\"pass".to_vec()),
+        ("unknown field", b"{\"username\":\"alice\",\"password\":\"correct horse battery\",\"admin\":true}".to_vec()),
+    ];
+    for (what, body) in bodies {
+        let response = server
+            .http
+            .post(server.url("/api/signin"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{what}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "invalid_body", "{what}");
+    }
+
+    let (mut ws, ..) = server.connect(&alice).await;
+    let (mut bystander, ..) = server.connect(&alice).await;
+    ws.send_raw(Message::text(deep)).await;
+    assert_eq!(ws.recv().await["code"], "invalid_json");
+    ws.send_raw(Message::binary(b"\xff\xfe\xfd".to_vec())).await;
+    assert_eq!(ws.recv().await["code"], "invalid_frame");
+    ws.send(json!({"type": "ping"})).await;
+    assert_eq!(ws.recv().await["type"], "pong", "the socket stays open");
+    bystander.send(json!({"type": "ping"})).await;
+    assert_eq!(bystander.recv().await["type"], "pong");
+    assert_eq!(server.get("/api/health", None).await.0, 200);
+}
