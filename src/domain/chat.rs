@@ -146,15 +146,20 @@ impl Chat {
             return Ok(HistoryPage { messages: Vec::new(), has_more: false });
         };
         // One row more than asked for tells whether there is more beyond this page.
-        let (mut page, ascending) = match query.after {
-            Some(after) => {
-                (messages::oldest_messages_after(&self.store.read, conversation, after, query.before, limit + 1).await?, true)
-            }
-            None => (messages::newest_messages(&self.store.read, conversation, query.before, limit + 1).await?, false),
-        };
+        // Without `after`, the newest page (read newest first, then turned around).
+        let newest_first = query.after.is_none();
+        let mut page = messages::messages_between(
+            &self.store.read,
+            conversation,
+            query.after.unwrap_or(0),
+            query.before,
+            limit + 1,
+            newest_first,
+        )
+        .await?;
         let has_more = page.len() as u64 > limit;
         page.truncate(limit as usize);
-        if !ascending {
+        if newest_first {
             page.reverse();
         }
         Ok(HistoryPage { messages: page, has_more })

@@ -19,8 +19,9 @@ use crate::{domain::UserId, monitoring};
 
 pub type SocketId = u64;
 
-/// Frames queued for one socket before it is considered too slow.
-pub const SOCKET_QUEUE_FRAMES: usize = 1024;
+/// Frames queued for one socket before it is considered too slow. Generous, because one commit can
+/// ack thousands of a pipelining client's sends at once; the queue only takes memory as it fills.
+pub const SOCKET_QUEUE_FRAMES: usize = 16_384;
 
 /// What a socket's writer task sends.
 #[derive(Debug)]

@@ -188,33 +188,20 @@ pub async fn messages_for_user_between(
     messages_from_rows(rows)
 }
 
-/// The newest `limit` messages of a conversation below `before` (if given), newest first.
-pub async fn newest_messages(
-    db: &impl ConnectionTrait,
-    conversation: ConversationId,
-    before: Option<MessageId>,
-    limit: u64,
-) -> Result<Vec<Message>> {
-    let rows = db
-        .query_all_raw(sql(
-            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id < ? ORDER BY m.id DESC LIMIT ?"),
-            [conversation.into(), before.unwrap_or(i64::MAX).into(), (limit as i64).into()],
-        ))
-        .await?;
-    messages_from_rows(rows)
-}
-
-/// The oldest `limit` messages of a conversation with `after < id < before`, oldest first.
-pub async fn oldest_messages_after(
+/// Messages of a conversation with `after < id < before`: the `limit` newest ones (newest first)
+/// or the `limit` oldest ones (oldest first).
+pub async fn messages_between(
     db: &impl ConnectionTrait,
     conversation: ConversationId,
     after: MessageId,
     before: Option<MessageId>,
     limit: u64,
+    newest_first: bool,
 ) -> Result<Vec<Message>> {
+    let order = if newest_first { "DESC" } else { "ASC" };
     let rows = db
         .query_all_raw(sql(
-            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id ASC LIMIT ?"),
+            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id {order} LIMIT ?"),
             [conversation.into(), after.into(), before.unwrap_or(i64::MAX).into(), (limit as i64).into()],
         ))
         .await?;
