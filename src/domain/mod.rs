@@ -2,6 +2,7 @@
 //! Nothing here knows about HTTP or WebSocket frames; adapters call into these services.
 pub mod accounts;
 pub mod chat;
+mod delivery;
 pub mod limits;
 pub mod pipeline;
 pub mod types;

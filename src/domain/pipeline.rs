@@ -1,11 +1,13 @@
-//! The one write path for messages: validate (in `chat`), then here commit, then ack and deliver.
+//! The one write path for messages: validate (in `chat`), then here commit, then ack and deliver
+//! (in `delivery`).
 //!
 //! A single task owns message writes. It takes whatever sends are queued, commits them in one
-//! SQLite transaction, and only after the commit acks each sender and delivers to every other
-//! socket of both members. Because the task also registers new sockets between batches, each
-//! socket knows the exact id from which it receives messages live (`registered_at`): everything
-//! up to that id comes from `sync`, everything after it arrives as `receive_message`, so a
-//! reconnecting client gets each message exactly once.
+//! SQLite transaction, and only after the commit hands them to the delivery task, which acks each
+//! sender and delivers to every other socket of both members while the next batch commits.
+//! New sockets register through the same two tasks, between batches, so each socket knows the
+//! exact id from which it receives messages live (`registered_at`): everything up to that id
+//! comes from `sync`, everything after it arrives as `receive_message`, so a reconnecting client
+//! gets each message exactly once.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -15,14 +17,15 @@ use std::{
 use sea_orm::TransactionTrait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ConversationId, Message, MessageId, UserId, now_millis};
+use super::{
+    ConversationId, Message, MessageId, UserId,
+    delivery::{Deliverer, Delivery},
+    now_millis,
+};
 use crate::{
     error::{Error, Result},
     monitoring,
-    realtime::{
-        hub::{Hub, Registration, SocketHandle, SocketId},
-        protocol::ServerFrame,
-    },
+    realtime::hub::{Hub, Registration, SocketHandle, SocketId},
     store::{
         Store,
         messages::{self, NewMessage},
@@ -35,6 +38,8 @@ use crate::{
 const MAX_BATCH: usize = 8192;
 /// Sends waiting for the writer before senders have to wait too.
 const QUEUE_DEPTH: usize = 32768;
+/// Committed batches waiting for the delivery task before the writer waits too.
+const DELIVERY_DEPTH: usize = 4;
 
 /// A validated message on its way to the database.
 pub struct SendRequest {
@@ -84,7 +89,9 @@ impl Pipeline {
     pub async fn start(store: Store, hub: Arc<Hub>) -> Result<Self> {
         let last_committed = messages::latest_message_id(&store.read).await?;
         let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
-        let writer = Writer { store, hub, last_committed, conversations: HashMap::new() };
+        let (deliveries, committed) = mpsc::channel(DELIVERY_DEPTH);
+        tokio::spawn(Deliverer::new(hub, last_committed).run(committed));
+        let writer = Writer { store, deliveries, conversations: HashMap::new() };
         tokio::spawn(writer.run(commands));
         Ok(Self { queue })
     }
@@ -119,13 +126,13 @@ impl Pipeline {
 
 struct Writer {
     store: Store,
-    hub: Arc<Hub>,
-    last_committed: MessageId,
+    deliveries: mpsc::Sender<Delivery>,
     /// Direct conversations by (lower user id, higher user id); only ever holds committed rows.
     conversations: HashMap<(UserId, UserId), ConversationId>,
 }
 
-enum Outcome {
+/// What became of one send once its batch was committed.
+pub(super) enum Outcome {
     Created { message: Message, new_conversation: bool },
     Resent(Message),
 }
@@ -143,14 +150,14 @@ impl Writer {
                             self.commit(std::mem::take(&mut batch)).await;
                         }
                     }
+                    // Both go through the delivery task after the batches before them.
                     Command::Register { socket, username, contacts, reply } => {
                         self.commit(std::mem::take(&mut batch)).await;
-                        let registration = self.hub.add_socket(socket, &username, contacts);
-                        let _ = reply.send((self.last_committed, registration));
+                        self.deliver(Delivery::Register { socket, username, contacts, reply }).await;
                     }
                     Command::Flush(reply) => {
                         self.commit(std::mem::take(&mut batch)).await;
-                        let _ = reply.send(());
+                        self.deliver(Delivery::Flush(reply)).await;
                     }
                 }
                 next = commands.try_recv().ok();
@@ -159,46 +166,50 @@ impl Writer {
         }
     }
 
+    async fn deliver(&self, delivery: Delivery) {
+        // The delivery task lives as long as the writer; if it is gone, so is the server.
+        let _ = self.deliveries.send(delivery).await;
+    }
+
     async fn commit(&mut self, batch: Vec<SendRequest>) {
         if batch.is_empty() {
             return;
         }
         let started = Instant::now();
-        match self.store_batch(&batch).await {
+        let settled = match self.store_batch(&batch).await {
             Ok((outcomes, new_conversations)) => {
                 metrics::histogram!(monitoring::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(monitoring::COMMIT_BATCH_SIZE).record(batch.len() as f64);
                 self.conversations.extend(new_conversations);
-                for (request, outcome) in batch.into_iter().zip(outcomes) {
-                    self.acknowledge_and_deliver(request, outcome);
-                }
+                batch.into_iter().zip(outcomes).collect()
             }
             Err(error) if batch.len() > 1 => {
                 // One bad message (say, to a user deleted a moment ago) must not sink the others:
                 // retry them one by one so only the culprit fails.
                 tracing::warn!(error = ?error, batch = batch.len(), "batch failed; committing its messages one by one");
+                let mut settled = Vec::with_capacity(batch.len());
                 for request in batch {
-                    self.commit_one(request).await;
+                    settled.push(self.commit_one(request).await);
                 }
+                settled
             }
             Err(error) => {
                 tracing::error!(error = ?error, "message was not committed");
-                for request in batch {
-                    self.reject(request, Error::Unavailable);
-                }
+                batch.into_iter().map(|request| (request, Err(Error::Unavailable))).collect()
             }
-        }
+        };
+        self.deliver(Delivery::Committed(settled)).await;
     }
 
-    async fn commit_one(&mut self, request: SendRequest) {
+    async fn commit_one(&mut self, request: SendRequest) -> (SendRequest, Result<Outcome>) {
         match self.store_batch(std::slice::from_ref(&request)).await {
             Ok((mut outcomes, new_conversations)) => {
                 self.conversations.extend(new_conversations);
-                self.acknowledge_and_deliver(request, outcomes.remove(0));
+                (request, outcomes.remove(0))
             }
             Err(error) => {
                 tracing::error!(error = ?error, "message was not committed");
-                self.reject(request, Error::Unavailable);
+                (request, Err(Error::Unavailable))
             }
         }
     }
@@ -237,60 +248,61 @@ impl Writer {
             }
             placed.push(conversation);
         }
-        // Then every message in as few statements as possible.
-        let created_at = now_millis();
-        let rows: Vec<NewMessage> = batch
+        // Then the new messages, numbered here: this task is the only writer, so ids come out
+        // gap-free in commit order. A key already stored (or seen earlier in this batch) is a resend.
+        let keys: Vec<(UserId, &str)> = batch
             .iter()
             .zip(&placed)
-            .filter_map(|(request, placed)| {
+            .filter(|(_, placed)| placed.is_ok())
+            .map(|(request, _)| (request.sender, request.client_id.as_str()))
+            .collect();
+        let stored = messages::stored_keys(&txn, &keys).await?;
+        let mut last_id = messages::last_assigned_message_id(&txn).await?;
+        let created_at = now_millis();
+        let mut fresh_keys = HashSet::with_capacity(keys.len());
+        let mut rows = Vec::with_capacity(keys.len());
+        let ids: Vec<Option<MessageId>> = batch
+            .iter()
+            .zip(&placed)
+            .map(|(request, placed)| {
                 let (conversation, _) = placed.as_ref().ok()?;
-                Some(NewMessage {
+                let key = (request.sender, request.client_id.as_str());
+                let resend = !stored.is_empty() && stored.contains(&(key.0, key.1.to_owned()));
+                if resend || !fresh_keys.insert(key) {
+                    return None;
+                }
+                last_id += 1;
+                rows.push(NewMessage {
+                    id: last_id,
                     conversation: *conversation,
                     sender: request.sender,
                     client_id: &request.client_id,
                     body: &request.body,
                     created_at,
-                })
+                });
+                Some(last_id)
             })
             .collect();
-        // SQLite uses up an AUTOINCREMENT id even for a row that ON CONFLICT then skips, so a
-        // batch holding a resend would leave a hole in the ids. Then undo it and store only the
-        // new rows (each key once): ids stay gap-free in commit order.
-        let attempt = txn.begin().await?;
-        let mut inserted = messages::insert_messages(&attempt, &rows).await?;
-        if inserted.len() < rows.len() {
-            attempt.rollback().await?;
-            let mut seen = HashSet::new();
-            let fresh: Vec<NewMessage> = rows
-                .into_iter()
-                .filter(|row| inserted.contains_key(&(row.sender, row.client_id.to_owned())) && seen.insert((row.sender, row.client_id)))
-                .collect();
-            inserted = messages::insert_messages(&txn, &fresh).await?;
-        } else {
-            attempt.commit().await?;
-        }
-        // A key missing from `inserted` was stored before (or earlier in this batch): a resend.
+        messages::insert_messages(&txn, &rows).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (request, placed) in batch.iter().zip(placed) {
-            let outcome = match placed {
-                Err(error) => Err(error),
-                Ok((conversation, new_conversation)) => {
-                    match inserted.remove(&(request.sender, request.client_id.clone())) {
-                        Some(id) => Ok(Outcome::Created {
-                            message: Message {
-                                id,
-                                from: request.sender_name.clone(),
-                                to: request.recipient_name.clone(),
-                                body: request.body.clone(),
-                                created_at,
-                                client_id: request.client_id.clone(),
-                            },
-                            new_conversation,
-                        }),
-                        None => match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
-                            Some((stored_in, message)) if stored_in == conversation => Ok(Outcome::Resent(message)),
-                            _ => Err(Error::ClientIdConflict),
-                        },
+        for ((request, placed), id) in batch.iter().zip(placed).zip(ids) {
+            let outcome = match (placed, id) {
+                (Err(error), _) => Err(error),
+                (Ok((_, new_conversation)), Some(id)) => Ok(Outcome::Created {
+                    message: Message {
+                        id,
+                        from: request.sender_name.clone(),
+                        to: request.recipient_name.clone(),
+                        body: request.body.clone(),
+                        created_at,
+                        client_id: request.client_id.clone(),
+                    },
+                    new_conversation,
+                }),
+                (Ok((conversation, _)), None) => {
+                    match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
+                        Some((stored_in, message)) if stored_in == conversation => Ok(Outcome::Resent(message)),
+                        _ => Err(Error::ClientIdConflict),
                     }
                 }
             };
@@ -298,54 +310,5 @@ impl Writer {
         }
         txn.commit().await?;
         Ok((outcomes, new_conversations))
-    }
-
-    fn acknowledge_and_deliver(&mut self, request: SendRequest, outcome: Result<Outcome>) {
-        let (message, created, new_conversation) = match outcome {
-            Ok(Outcome::Created { message, new_conversation }) => (message, true, new_conversation),
-            Ok(Outcome::Resent(message)) => (message, false, false),
-            Err(error) => return self.reject(request, error),
-        };
-        let origin_socket = match request.origin {
-            Origin::Socket(socket) => {
-                let ack = ServerFrame::Ack { client_id: &message.client_id, message: &message }.to_text();
-                self.hub.send_to_socket(request.sender, socket, &ack);
-                Some(socket)
-            }
-            Origin::Request(reply) => {
-                let _ = reply.send(Ok(Sent { message: message.clone(), created }));
-                None
-            }
-        };
-        metrics::histogram!(monitoring::SEND_TO_ACK_SECONDS).record(request.queued_at.elapsed().as_secs_f64());
-        if !created {
-            return; // a resend: everyone already has it
-        }
-        metrics::counter!(monitoring::MESSAGES_STORED).increment(1);
-        self.last_committed = self.last_committed.max(message.id);
-        if new_conversation {
-            self.hub.link_contacts(request.sender, request.recipient);
-        }
-        let frame = ServerFrame::ReceiveMessage { message: &message }.to_text();
-        let delivered = self.hub.send_to_user(request.recipient, &frame, None)
-            + self.hub.send_to_user(request.sender, &frame, origin_socket);
-        metrics::counter!(monitoring::MESSAGES_DELIVERED).increment(delivered as u64);
-    }
-
-    fn reject(&self, request: SendRequest, error: Error) {
-        match request.origin {
-            Origin::Socket(socket) => {
-                let frame = ServerFrame::Error {
-                    code: error.code(),
-                    message: &error.to_string(),
-                    client_id: Some(&request.client_id),
-                }
-                .to_text();
-                self.hub.send_to_socket(request.sender, socket, &frame);
-            }
-            Origin::Request(reply) => {
-                let _ = reply.send(Err(error));
-            }
-        }
     }
 }

@@ -13,6 +13,9 @@ use crate::{App, realtime::connection::serve_connection};
 
 /// Small buffers keep idle sockets cheap; frames above the request limit close the socket (1009).
 const READ_BUFFER_BYTES: usize = 4096;
+/// Frames collect up to this size before a write; the writer flushes after each round anyway, so
+/// a commit's frames for one socket leave in one system call. Grows only while frames are queued.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 #[handler]
 pub async fn websocket(req: &Request, ws: WebSocket, Data(app): Data<&App>) -> Response {
@@ -22,7 +25,7 @@ pub async fn websocket(req: &Request, ws: WebSocket, Data(app): Data<&App>) -> R
     let limit = app.config.limits.max_request_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     let app = app.clone();

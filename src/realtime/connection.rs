@@ -1,16 +1,17 @@
 //! One WebSocket connection: authenticate, register for live delivery, then turn client frames
 //! into domain calls while a writer task drains this socket's queue.
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
 };
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use super::{
-    hub::{Outbound, SOCKET_QUEUE_FRAMES, SocketHandle, SocketId},
+    hub::{SocketHandle, SocketId},
+    outbox::{Outbound, Outbox},
     protocol::{ClientFrame, ServerFrame, parse_client_frame},
 };
 use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
@@ -40,10 +41,10 @@ pub async fn serve_connection(socket: WebSocketStream, app: App) {
         metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
         return close(&mut sink, CLOSE_TOO_MANY_SOCKETS, "too many open sockets for this user").await;
     }
-    let (queue, outbound) = mpsc::channel(SOCKET_QUEUE_FRAMES);
+    let outbox = Outbox::new();
     let stop = Arc::new(Notify::new());
     let socket_id = app.hub.next_socket_id();
-    let handle = SocketHandle::new(socket_id, user.id, &user.session_id, queue.clone(), stop.clone());
+    let handle = SocketHandle::new(socket_id, user.id, &user.session_id, outbox.clone(), stop.clone());
     let (registered_at, last_id, registration) = match Box::pin(app.chat.connect_socket(&user, handle)).await {
         Ok(registered) => registered,
         Err(error) => {
@@ -61,11 +62,11 @@ pub async fn serve_connection(socket: WebSocketStream, app: App) {
         greeted &= sink.feed(WsMessage::Text(frame.to_string())).await.is_ok();
     }
     if greeted && sink.flush().await.is_ok() {
-        let writer = tokio::spawn(write_frames(sink, outbound, stop.clone()));
-        let mut connection = Connection { app: &app, user: &user, socket_id, queue, registered_at, last_id };
+        let writer = tokio::spawn(write_frames(sink, outbox.clone(), stop.clone()));
+        let mut connection = Connection { app: &app, user: &user, socket_id, outbox: &outbox, registered_at, last_id };
         connection.read_frames(&mut source, &stop).await;
-        drop(connection);
         app.chat.disconnect_socket(&user, socket_id);
+        outbox.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     } else {
         app.chat.disconnect_socket(&user, socket_id);
@@ -92,39 +93,50 @@ async fn close(sink: &mut Sink, code: u16, reason: &str) {
     let _ = sink.close().await;
 }
 
-/// Drains the queue, writing everything that is ready and flushing once per wake-up.
-async fn write_frames(mut sink: Sink, mut outbound: mpsc::Receiver<Outbound>, stop: Arc<Notify>) {
-    while let Some(first) = outbound.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
+/// Drains the outbox, writing everything that is ready and flushing once per wake-up. When it
+/// stops early (a close frame, a failed write) it closes the outbox and tells the reader to stop.
+async fn write_frames(mut sink: Sink, outbox: Arc<Outbox>, stop: Arc<Notify>) {
+    let finished = drain_outbox(&mut sink, &outbox).await;
+    outbox.close();
+    if finished {
+        let _ = sink.close().await;
+    } else {
+        stop.notify_one();
+    }
+}
+
+/// True when the outbox was closed and everything in it sent; false when writing stopped early.
+async fn drain_outbox(sink: &mut Sink, outbox: &Outbox) -> bool {
+    let mut pending = VecDeque::new();
+    while outbox.take_all(&mut pending).await {
+        for item in pending.drain(..) {
             let written = match item {
                 Outbound::Text(frame) => sink.feed(WsMessage::Text(frame.to_string())).await,
                 Outbound::Ping => sink.feed(WsMessage::Ping(Vec::new())).await,
                 Outbound::Close(code, reason) => {
-                    close(&mut sink, code, reason).await;
-                    stop.notify_one();
-                    return;
+                    close(sink, code, reason).await;
+                    return false;
                 }
             };
             if written.is_err() {
-                stop.notify_one();
-                return;
+                return false;
             }
-            next = outbound.try_recv().ok();
         }
         if sink.flush().await.is_err() {
-            stop.notify_one();
-            return;
+            return false;
+        }
+        if pending.capacity() > 256 {
+            pending = VecDeque::new(); // an idle socket should not keep a burst's buffer
         }
     }
-    let _ = sink.close().await;
+    true
 }
 
 struct Connection<'a> {
     app: &'a App,
     user: &'a CurrentUser,
     socket_id: SocketId,
-    queue: mpsc::Sender<Outbound>,
+    outbox: &'a Outbox,
     registered_at: MessageId,
     last_id: MessageId,
 }
@@ -142,10 +154,10 @@ impl Connection<'_> {
                 _ = stop.notified() => return,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() >= interval * 2 {
-                        let _ = self.queue.try_send(Outbound::Close(CLOSE_GOING_AWAY, "no answer to pings"));
+                        self.outbox.push(Outbound::Close(CLOSE_GOING_AWAY, "no answer to pings"));
                         return;
                     }
-                    let _ = self.queue.try_send(Outbound::Ping);
+                    self.outbox.push(Outbound::Ping);
                     continue;
                 }
             };
@@ -159,7 +171,7 @@ impl Connection<'_> {
                 Some(Ok(WsMessage::Close(_))) | None => return,
                 Some(Err(error)) => {
                     if error.to_string().contains("Space limit exceeded") {
-                        let _ = self.queue.send(Outbound::Close(CLOSE_TOO_BIG, "frame too large")).await;
+                        let _ = self.outbox.push_waiting(Outbound::Close(CLOSE_TOO_BIG, "frame too large")).await;
                     }
                     return;
                 }
@@ -203,18 +215,15 @@ impl Connection<'_> {
 
     /// Sends what this socket missed before it registered; later messages arrive live.
     async fn sync(&mut self, after: MessageId) -> Result<(), Error> {
-        let queue = self.queue.clone();
+        let outbox = self.outbox;
         let covered = self
             .app
             .chat
-            .sync(self.user, after, self.registered_at, |page| {
-                let queue = queue.clone();
-                async move {
-                    for message in &page {
-                        let frame = ServerFrame::ReceiveMessage { message }.to_text();
-                        if queue.send(Outbound::Text(frame)).await.is_err() {
-                            return;
-                        }
+            .sync(self.user, after, self.registered_at, |page| async move {
+                for message in &page {
+                    let frame = ServerFrame::ReceiveMessage { message }.to_text();
+                    if outbox.push_waiting(Outbound::Text(frame)).await.is_err() {
+                        return;
                     }
                 }
             })
@@ -225,7 +234,7 @@ impl Connection<'_> {
     }
 
     async fn reply(&self, frame: Arc<str>) {
-        let _ = self.queue.send(Outbound::Text(frame)).await;
+        let _ = self.outbox.push_waiting(Outbound::Text(frame)).await;
     }
 
     async fn reply_error(&self, code: &str, message: &str, client_id: Option<&str>) {

@@ -12,25 +12,15 @@ use std::{
 };
 
 use dashmap::DashMap;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
-use super::protocol::ServerFrame;
+use super::{
+    outbox::{Outbound, Outbox, PendingWakes, Queued},
+    protocol::ServerFrame,
+};
 use crate::{domain::UserId, monitoring};
 
 pub type SocketId = u64;
-
-/// Frames queued for one socket before it is considered too slow. Generous, because one commit can
-/// ack thousands of a pipelining client's sends at once; the queue only takes memory as it fills.
-pub const SOCKET_QUEUE_FRAMES: usize = 16_384;
-
-/// What a socket's writer task sends.
-#[derive(Debug)]
-pub enum Outbound {
-    Text(Arc<str>),
-    /// A WebSocket-level ping, to find connections that died without closing.
-    Ping,
-    Close(u16, &'static str),
-}
 
 /// The hub's handle on one socket.
 #[derive(Clone)]
@@ -38,25 +28,28 @@ pub struct SocketHandle {
     pub id: SocketId,
     pub user: UserId,
     pub session_id: Arc<str>,
-    queue: mpsc::Sender<Outbound>,
+    outbox: Arc<Outbox>,
     /// Wakes the connection to drop a socket that fell too far behind.
     overflow: Arc<Notify>,
 }
 
 impl SocketHandle {
-    pub fn new(id: SocketId, user: UserId, session_id: &str, queue: mpsc::Sender<Outbound>, overflow: Arc<Notify>) -> Self {
-        Self { id, user, session_id: session_id.into(), queue, overflow }
+    pub fn new(id: SocketId, user: UserId, session_id: &str, outbox: Arc<Outbox>, overflow: Arc<Notify>) -> Self {
+        Self { id, user, session_id: session_id.into(), outbox, overflow }
     }
 
-    pub fn send(&self, frame: &Arc<str>) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::Text(frame.clone())) {
-            self.overflow.notify_one();
+    /// Queues a frame; the writer wakes when `wakes` is woken (or dropped).
+    fn send(&self, frame: &Arc<str>, wakes: &mut PendingWakes) {
+        match self.outbox.push_quietly(Outbound::Text(frame.clone())) {
+            Queued::First => wakes.add(&self.outbox),
+            Queued::Behind | Queued::Closed => {}
+            Queued::Full => self.overflow.notify_one(),
         }
     }
 
     /// Queues a close frame. If the queue is full the socket is dropped without one.
     pub fn close(&self, code: u16, reason: &'static str) {
-        if self.queue.try_send(Outbound::Close(code, reason)).is_err() {
+        if self.outbox.push(Outbound::Close(code, reason)) == Queued::Full {
             self.overflow.notify_one();
         }
     }
@@ -187,22 +180,28 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` on every socket of `user`, except the one it came from; returns how many.
+    /// Sends `frame` to every socket of `user`, except the one it came from; returns how many.
     pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>) -> usize {
+        self.queue_for_user(user, frame, except, &mut PendingWakes::default())
+    }
+
+    /// Like [`Hub::send_to_user`], but the sockets' writers wake only when `wakes` does: a
+    /// commit's frames go out in one write per socket.
+    pub fn queue_for_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>, wakes: &mut PendingWakes) -> usize {
         let Some(entry) = self.online.get(&user) else { return 0 };
         let mut queued = 0;
         for socket in entry.sockets.iter().filter(|s| Some(s.id) != except) {
-            socket.send(frame);
+            socket.send(frame, wakes);
             queued += 1;
         }
         queued
     }
 
-    /// Queues `frame` on one particular socket, if it is still connected.
-    pub fn send_to_socket(&self, user: UserId, socket: SocketId, frame: &Arc<str>) {
+    /// Queues `frame` on one particular socket, if it is still connected; it wakes with `wakes`.
+    pub fn queue_for_socket(&self, user: UserId, socket: SocketId, frame: &Arc<str>, wakes: &mut PendingWakes) {
         if let Some(entry) = self.online.get(&user) {
             if let Some(s) = entry.sockets.iter().find(|s| s.id == socket) {
-                s.send(frame);
+                s.send(frame, wakes);
             }
         }
     }

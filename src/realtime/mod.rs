@@ -1,6 +1,7 @@
-//! Realtime: the WebSocket protocol's frames, the hub that knows who is connected, and the life
-//! of one connection.
+//! Realtime: the WebSocket protocol's frames, the hub that knows who is connected, each socket's
+//! outbox, and the life of one connection.
 pub mod connection;
 pub mod hub;
+pub mod outbox;
 pub mod protocol;
 pub mod revocations;

@@ -1,6 +1,6 @@
 //! Queries about conversations and messages. The write side is only called by the message
 //! pipeline (`domain::chat::pipeline`), inside its batch transaction.
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
@@ -63,8 +63,9 @@ pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b:
     Ok(id)
 }
 
-/// A message ready to be stored.
+/// A message ready to be stored, with the id the writer gave it.
 pub struct NewMessage<'a> {
+    pub id: MessageId,
     pub conversation: ConversationId,
     pub sender: UserId,
     pub client_id: &'a str,
@@ -72,36 +73,83 @@ pub struct NewMessage<'a> {
     pub created_at: i64,
 }
 
-/// Rows per INSERT statement: few enough statement shapes for the prepared-statement cache, and
-/// one round trip to SQLite for many messages.
-const ROWS_PER_INSERT: usize = 32;
+/// Most rows per statement. Chunks are powers of two up to this, so a handful of statement
+/// shapes cover every batch and stay in the prepared-statement cache.
+const MAX_ROWS_PER_STATEMENT: usize = 256;
 
-/// Inserts the messages whose `(sender, client_id)` is new, in order (so their ids increase in
-/// that order); returns the new ids by `(sender, client_id)`. Resends are skipped, not errors.
-pub async fn insert_messages(
-    db: &impl ConnectionTrait,
-    rows: &[NewMessage<'_>],
-) -> Result<HashMap<(UserId, String), MessageId>> {
-    let mut inserted = HashMap::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let placeholders = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let values = chunk.iter().flat_map(|row| -> [sea_orm::Value; 5] {
-            [row.conversation.into(), row.sender.into(), row.client_id.into(), row.body.into(), row.created_at.into()]
-        });
-        let returned = db
+/// Splits `items` into runs whose lengths are powers of two, largest first.
+fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let len = MAX_ROWS_PER_STATEMENT.min(1 << items.len().ilog2());
+        let (chunk, rest) = items.split_at(len);
+        items = rest;
+        Some(chunk)
+    })
+}
+
+/// The highest message id ever given out. AUTOINCREMENT remembers it even after the newest
+/// messages are deleted, so ids are never reused and clients' `after` cursors stay meaningful.
+pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
+    let row = db
+        .query_one_raw(sql(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                        COALESCE((SELECT MAX(id) FROM messages), 0)) AS id",
+            [],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+}
+
+/// Which of these `(sender, client_id)` keys are already stored: resends.
+pub async fn stored_keys(db: &impl ConnectionTrait, keys: &[(UserId, &str)]) -> Result<HashSet<(UserId, String)>> {
+    let mut stored = HashSet::new();
+    for chunk in power_of_two_chunks(keys) {
+        let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|(sender, client_id)| -> [sea_orm::Value; 2] { [(*sender).into(), (*client_id).into()] });
+        // CROSS JOIN keeps the keys as the outer loop: one index probe per key, never a scan.
+        let rows = db
             .query_all_raw(sql(
                 &format!(
-                    "INSERT INTO messages (conversation_id, sender_id, client_id, body, created_at) VALUES {placeholders}
-                     ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id, sender_id, client_id"
+                    "SELECT m.sender_id, m.client_id FROM (VALUES {placeholders}) AS k
+                     CROSS JOIN messages m ON m.sender_id = k.column1 AND m.client_id = k.column2"
                 ),
                 values,
             ))
             .await?;
-        for row in returned {
-            inserted.insert((row.try_get("", "sender_id")?, row.try_get("", "client_id")?), row.try_get("", "id")?);
+        for row in rows {
+            stored.insert((row.try_get("", "sender_id")?, row.try_get("", "client_id")?));
         }
     }
-    Ok(inserted)
+    Ok(stored)
+}
+
+/// Stores new messages under the ids they carry. Callers leave out keys already stored (see
+/// [`stored_keys`]); a conflict fails the statement, and with it the caller's transaction.
+pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>]) -> Result<()> {
+    for chunk in power_of_two_chunks(rows) {
+        let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|row| -> [sea_orm::Value; 6] {
+            [
+                row.id.into(),
+                row.conversation.into(),
+                row.sender.into(),
+                row.client_id.into(),
+                row.body.into(),
+                row.created_at.into(),
+            ]
+        });
+        db.execute_raw(sql(
+            &format!(
+                "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at) VALUES {placeholders}"
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// A message already stored under `(sender, client_id)`, with the conversation it belongs to.
