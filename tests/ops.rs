@@ -294,3 +294,35 @@ async fn json_logs_have_one_object_per_request_line() {
     assert!(request["fields"]["duration_ms"].as_f64().is_some());
     assert!(lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("shutting down"))));
 }
+
+/// Under steady writes a passive checkpoint never catches up, so without a restart the WAL grows
+/// for as long as the load lasts. The checkpointer must make it start over and trim it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_starts_over_once_it_grows_past_its_limit() {
+    use chatd::store::{Store, sql};
+    use sea_orm::ConnectionTrait;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&chatd::Config::for_data_dir(dir.path())).await.unwrap();
+    store.migrate().await.unwrap();
+    store.checkpoint_in_background().await.unwrap().abort(); // its settings, without its timer
+    let wal = dir.path().join("chat.db-wal");
+    store.write.execute_unprepared("CREATE TABLE filler (b BLOB NOT NULL)").await.unwrap();
+    // 80 commits of 1 MiB: about 20,500 pages of log, past the 16,384 that trigger a restart.
+    for _ in 0..80 {
+        store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (randomblob(1048576))", [])).await.unwrap();
+    }
+    let grown = std::fs::metadata(&wal).unwrap().len();
+    assert!(grown > 80 << 20, "the log holds every commit: {grown} bytes");
+
+    let pages = store.checkpoint().await.unwrap();
+    assert!(pages > 16_384, "the checkpointer saw {pages} pages");
+    store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (x'00')", [])).await.unwrap();
+    let trimmed = std::fs::metadata(&wal).unwrap().len();
+    assert!(trimmed <= 64 << 20, "the log started over and was trimmed: {trimmed} bytes");
+
+    let rows = store.read.query_one_raw(sql("SELECT COUNT(*) AS n FROM filler", [])).await.unwrap().unwrap();
+    assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 81);
+    let check = store.read.query_one_raw(sql("PRAGMA integrity_check", [])).await.unwrap().unwrap();
+    assert_eq!(check.try_get::<String>("", "integrity_check").unwrap(), "ok");
+}
