@@ -221,32 +221,46 @@ impl Chat {
         self.hub.remove_socket(me.id, socket);
     }
 
-    /// Everything involving me with `after < id <= registered_at`, oldest first, handed to `emit`
-    /// page by page; returns the highest id covered.
-    pub async fn sync<F, Fut>(&self, me: &CurrentUser, after: MessageId, registered_at: MessageId, mut emit: F) -> Result<MessageId>
-    where
-        F: FnMut(Vec<Message>) -> Fut,
-        Fut: std::future::Future<Output = ()>,
-    {
+    /// Starts catching a socket up: everything involving me with `after < id <= registered_at`,
+    /// oldest first, page by page from [`Chat::next_sync_page`].
+    pub fn sync_from(&self, me: &CurrentUser, after: MessageId, registered_at: MessageId) -> Result<SyncPages> {
         if after < 0 {
             return Err(Error::InvalidParameter("after must not be negative".into()));
         }
-        let mut cursor = after;
-        loop {
-            let page = messages::messages_for_user_between(&self.store.read, me.id, cursor, registered_at, SYNC_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            cursor = last.id;
-            let full = page.len() as u64 == SYNC_PAGE;
-            emit(page).await;
-            if !full {
-                break;
-            }
+        Ok(SyncPages { user: me.id, cursor: after, until: registered_at, done: false })
+    }
+
+    /// The next page of a sync, or `None` when it is complete.
+    pub async fn next_sync_page(&self, pages: &mut SyncPages) -> Result<Option<Vec<Message>>> {
+        if pages.done {
+            return Ok(None);
         }
-        Ok(cursor)
+        let page = messages::messages_for_user_between(&self.store.read, pages.user, pages.cursor, pages.until, SYNC_PAGE).await?;
+        pages.done = (page.len() as u64) < SYNC_PAGE;
+        match page.last() {
+            Some(last) => pages.cursor = last.id,
+            None => return Ok(None),
+        }
+        Ok(Some(page))
     }
 
     /// Waits until every queued message is committed and delivered (used at shutdown).
     pub async fn flush(&self) {
         self.pipeline.flush().await;
+    }
+}
+
+/// Where a socket's catch-up has got to (see [`Chat::sync_from`]).
+pub struct SyncPages {
+    user: UserId,
+    cursor: MessageId,
+    until: MessageId,
+    done: bool,
+}
+
+impl SyncPages {
+    /// The highest id sent so far (the `after` it started from until a page came).
+    pub fn covered(&self) -> MessageId {
+        self.cursor
     }
 }

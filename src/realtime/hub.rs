@@ -12,7 +12,6 @@ use std::{
 };
 
 use dashmap::DashMap;
-use tokio::sync::Notify;
 
 use super::{
     outbox::{Outbound, Outbox, PendingWakes, Queued},
@@ -29,29 +28,24 @@ pub struct SocketHandle {
     pub user: UserId,
     pub session_id: Arc<str>,
     outbox: Arc<Outbox>,
-    /// Wakes the connection to drop a socket that fell too far behind.
-    overflow: Arc<Notify>,
 }
 
 impl SocketHandle {
-    pub fn new(id: SocketId, user: UserId, session_id: &str, outbox: Arc<Outbox>, overflow: Arc<Notify>) -> Self {
-        Self { id, user, session_id: session_id.into(), outbox, overflow }
+    pub fn new(id: SocketId, user: UserId, session_id: &str, outbox: Arc<Outbox>) -> Self {
+        Self { id, user, session_id: session_id.into(), outbox }
     }
 
-    /// Queues a frame; the writer wakes when `wakes` is woken (or dropped).
+    /// Queues a frame; the writer wakes when `wakes` is woken (or dropped). A socket whose
+    /// outbox is full is dropped (the outbox wakes its writer for that).
     fn send(&self, frame: &Arc<str>, wakes: &mut PendingWakes) {
-        match self.outbox.push_quietly(Outbound::Text(frame.clone())) {
-            Queued::First => wakes.add(&self.outbox),
-            Queued::Behind | Queued::Closed => {}
-            Queued::Full => self.overflow.notify_one(),
+        if self.outbox.push_quietly(Outbound::Text(frame.clone())) == Queued::First {
+            wakes.add(&self.outbox);
         }
     }
 
     /// Queues a close frame. If the queue is full the socket is dropped without one.
     pub fn close(&self, code: u16, reason: &'static str) {
-        if self.outbox.push(Outbound::Close(code, reason)) == Queued::Full {
-            self.overflow.notify_one();
-        }
+        self.outbox.push(Outbound::Close(code, reason));
     }
 }
 

@@ -8,7 +8,6 @@
 //! idle sockets small.
 use std::{
     collections::VecDeque,
-    pin::pin,
     sync::{Arc, Mutex},
 };
 
@@ -34,24 +33,35 @@ pub enum Queued {
     Behind,
     /// Queued into an empty outbox: the writer needs a wake-up.
     First,
-    /// The socket is too far behind (or gone); nothing was queued.
+    /// The socket is too far behind: nothing was queued, and the socket is to be dropped (its
+    /// client catches up with `sync` when it reconnects).
     Full,
+    /// The socket is gone.
+    Closed,
+}
+
+/// What the writer found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Frames,
+    /// A frame was refused because the outbox was full: drop the socket.
+    Overflowed,
+    /// Closed and empty: nothing more will come.
     Closed,
 }
 
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
-    /// Something to write, or the outbox was closed.
+    /// Something to write, an overflow, or the outbox was closed.
     ready: Notify,
-    /// The writer took frames (there is room again), or the outbox was closed.
-    drained: Notify,
 }
 
 #[derive(Default)]
 struct State {
     frames: VecDeque<Outbound>,
     closed: bool,
+    overflowed: bool,
 }
 
 impl Outbox {
@@ -60,13 +70,17 @@ impl Outbox {
     }
 
     /// Queues a frame without waking the writer. On [`Queued::First`] the caller must call
-    /// [`Outbox::wake`] once it has queued everything it has for this socket.
+    /// [`Outbox::wake`] once it has queued everything it has for this socket; on
+    /// [`Queued::Full`] the writer is woken here, to drop the socket.
     pub fn push_quietly(&self, frame: Outbound) -> Queued {
         let mut state = self.state.lock().expect("outbox lock");
         if state.closed {
             return Queued::Closed;
         }
         if state.frames.len() >= OUTBOX_FRAMES {
+            state.overflowed = true;
+            drop(state);
+            self.wake();
             return Queued::Full;
         }
         state.frames.push_back(frame);
@@ -82,72 +96,48 @@ impl Outbox {
         queued
     }
 
-    /// Queues a frame, waiting while the outbox is full (for long replies such as `sync`, which
-    /// must slow down to the socket's pace rather than drop it). Fails once the socket is gone.
-    pub async fn push_waiting(&self, frame: Outbound) -> Result<(), Closed> {
-        let mut frame = Some(frame);
-        loop {
-            let mut drained = pin!(self.drained.notified());
-            drained.as_mut().enable();
-            {
-                let mut state = self.state.lock().expect("outbox lock");
-                if state.closed {
-                    return Err(Closed);
-                }
-                if state.frames.len() < OUTBOX_FRAMES {
-                    state.frames.push_back(frame.take().expect("frame still to queue"));
-                    let first = state.frames.len() == 1;
-                    drop(state);
-                    if first {
-                        self.wake();
-                    }
-                    return Ok(());
-                }
-            }
-            drained.await;
-        }
-    }
-
     pub fn wake(&self) {
         self.ready.notify_one();
     }
 
-    /// For the writer: waits for frames and moves all of them into `into` (which should be empty;
-    /// it is swapped in, so both buffers keep their capacity between rounds). Returns false once
-    /// the outbox is closed and empty: the writer is done.
-    pub async fn take_all(&self, into: &mut VecDeque<Outbound>) -> bool {
+    /// For the writer: waits until there is something to do. On [`Taken::Frames`] every queued
+    /// frame has been moved into `into` (which should be empty; it is swapped in, so both buffers
+    /// keep their capacity between rounds). Cancel-safe: frames move only when it completes.
+    pub async fn take_all(&self, into: &mut VecDeque<Outbound>) -> Taken {
         loop {
-            {
-                let mut state = self.state.lock().expect("outbox lock");
-                if !state.frames.is_empty() {
-                    std::mem::swap(&mut state.frames, into);
-                    drop(state);
-                    self.drained.notify_waiters();
-                    return true;
-                }
-                if state.closed {
-                    return false;
-                }
-                // A burst can leave a large buffer behind; an idle socket should not keep it.
-                if state.frames.capacity() > 256 {
-                    state.frames = VecDeque::new();
-                }
+            if let Some(taken) = self.take_now(into) {
+                return taken;
             }
             self.ready.notified().await;
         }
     }
 
+    /// Like [`Outbox::take_all`] without waiting: `None` when there is nothing to do yet.
+    pub fn take_now(&self, into: &mut VecDeque<Outbound>) -> Option<Taken> {
+        let mut state = self.state.lock().expect("outbox lock");
+        if state.overflowed {
+            return Some(Taken::Overflowed);
+        }
+        if !state.frames.is_empty() {
+            std::mem::swap(&mut state.frames, into);
+            return Some(Taken::Frames);
+        }
+        if state.closed {
+            return Some(Taken::Closed);
+        }
+        // A burst can leave a large buffer behind; an idle socket should not keep it.
+        if state.frames.capacity() > 256 {
+            state.frames = VecDeque::new();
+        }
+        None
+    }
+
     /// No more frames will be accepted; the writer sends what is queued and stops.
     pub fn close(&self) {
         self.state.lock().expect("outbox lock").closed = true;
-        self.ready.notify_one();
-        self.drained.notify_waiters();
+        self.wake();
     }
 }
-
-/// The socket behind an outbox is gone.
-#[derive(Debug)]
-pub struct Closed;
 
 /// Outboxes that were given frames but not woken yet: the pipeline queues a whole commit's frames,
 /// then wakes each socket once.
@@ -174,8 +164,6 @@ impl Drop for PendingWakes {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn text(s: &str) -> Outbound {
@@ -189,32 +177,22 @@ mod tests {
         assert_eq!(outbox.push_quietly(text("b")), Queued::Behind);
         outbox.wake();
         let mut taken = VecDeque::new();
-        assert!(outbox.take_all(&mut taken).await);
+        assert_eq!(outbox.take_all(&mut taken).await, Taken::Frames);
         assert_eq!(taken.len(), 2);
         taken.clear();
         assert_eq!(outbox.push_quietly(text("c")), Queued::First, "the outbox is empty again");
     }
 
     #[tokio::test]
-    async fn a_full_outbox_refuses_and_a_waiting_push_resumes_once_the_writer_drains() {
+    async fn a_full_outbox_refuses_and_tells_the_writer_to_drop_the_socket() {
         let outbox = Outbox::new();
         for _ in 0..OUTBOX_FRAMES {
             assert_ne!(outbox.push(text("x")), Queued::Full);
         }
         assert_eq!(outbox.push(text("y")), Queued::Full);
-        let waiting = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.push_waiting(text("z")).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished(), "no room yet");
         let mut taken = VecDeque::new();
-        assert!(outbox.take_all(&mut taken).await);
-        assert_eq!(taken.len(), OUTBOX_FRAMES);
-        waiting.await.unwrap().expect("queued after the drain");
-        taken.clear();
-        assert!(outbox.take_all(&mut taken).await);
-        assert!(matches!(&taken[0], Outbound::Text(t) if &**t == "z"));
+        assert_eq!(outbox.take_all(&mut taken).await, Taken::Overflowed);
+        assert!(taken.is_empty(), "a socket this far behind is dropped, not written to");
     }
 
     #[tokio::test]
@@ -223,11 +201,10 @@ mod tests {
         outbox.push(text("last"));
         outbox.close();
         assert_eq!(outbox.push(text("late")), Queued::Closed);
-        assert!(outbox.push_waiting(text("late")).await.is_err());
         let mut taken = VecDeque::new();
-        assert!(outbox.take_all(&mut taken).await);
+        assert_eq!(outbox.take_all(&mut taken).await, Taken::Frames);
         assert_eq!(taken.len(), 1);
         taken.clear();
-        assert!(!outbox.take_all(&mut taken).await, "closed and empty: the writer stops");
+        assert_eq!(outbox.take_all(&mut taken).await, Taken::Closed, "closed and empty: the writer stops");
     }
 }
