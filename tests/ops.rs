@@ -308,21 +308,21 @@ async fn the_write_ahead_log_starts_over_once_it_grows_past_its_limit() {
     store.checkpoint_in_background().await.unwrap().abort(); // its settings, without its timer
     let wal = dir.path().join("chat.db-wal");
     store.write.execute_unprepared("CREATE TABLE filler (b BLOB NOT NULL)").await.unwrap();
-    // 80 commits of 1 MiB: about 20,500 pages of log, past the 16,384 that trigger a restart.
-    for _ in 0..80 {
+    // 160 commits of 1 MiB: about 41,000 pages of log, past the 32,768 that trigger a restart.
+    for _ in 0..160 {
         store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (randomblob(1048576))", [])).await.unwrap();
     }
     let grown = std::fs::metadata(&wal).unwrap().len();
-    assert!(grown > 80 << 20, "the log holds every commit: {grown} bytes");
+    assert!(grown > 160 << 20, "the log holds every commit: {grown} bytes");
 
     let pages = store.checkpoint().await.unwrap();
-    assert!(pages > 16_384, "the checkpointer saw {pages} pages");
+    assert!(pages > 32_768, "the checkpointer saw {pages} pages");
     store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (x'00')", [])).await.unwrap();
     let trimmed = std::fs::metadata(&wal).unwrap().len();
-    assert!(trimmed <= 64 << 20, "the log started over and was trimmed: {trimmed} bytes");
+    assert!(trimmed <= 128 << 20, "the log started over and was trimmed: {trimmed} bytes");
 
     let rows = store.read.query_one_raw(sql("SELECT COUNT(*) AS n FROM filler", [])).await.unwrap().unwrap();
-    assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 81);
+    assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 161);
     let check = store.read.query_one_raw(sql("PRAGMA integrity_check", [])).await.unwrap().unwrap();
     assert_eq!(check.try_get::<String>("", "integrity_check").unwrap(), "ok");
 }
