@@ -27,14 +27,17 @@ use crate::{
 pub(super) enum Delivery {
     /// A committed (or failed) batch: each send with what became of it.
     Committed(Vec<(SendRequest, Result<Outcome>)>),
-    Register {
-        socket: SocketHandle,
-        username: String,
-        contacts: HashSet<UserId>,
-        reply: oneshot::Sender<(MessageId, Registration)>,
-    },
+    Register(SocketRegistration),
     /// Everything before this has been committed and delivered.
     Flush(oneshot::Sender<()>),
+}
+
+/// A new socket, to be added to the hub between two batches; the reply is the id it registered at.
+pub(super) struct SocketRegistration {
+    pub socket: SocketHandle,
+    pub username: String,
+    pub contacts: HashSet<UserId>,
+    pub reply: oneshot::Sender<(MessageId, Registration)>,
 }
 
 pub(super) struct Deliverer {
@@ -59,7 +62,7 @@ impl Deliverer {
                     }
                     wakes.wake_all();
                 }
-                Delivery::Register { socket, username, contacts, reply } => {
+                Delivery::Register(SocketRegistration { socket, username, contacts, reply }) => {
                     let registration = self.hub.add_socket(socket, &username, contacts);
                     let _ = reply.send((self.last_committed, registration));
                 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     ConversationId, Message, MessageId, UserId,
-    delivery::{Deliverer, Delivery},
+    delivery::{Deliverer, Delivery, SocketRegistration},
     now_millis,
 };
 use crate::{
@@ -71,12 +71,7 @@ pub struct Sent {
 
 enum Command {
     Send(SendRequest),
-    Register {
-        socket: SocketHandle,
-        username: String,
-        contacts: HashSet<UserId>,
-        reply: oneshot::Sender<(MessageId, Registration)>,
-    },
+    Register(SocketRegistration),
     Flush(oneshot::Sender<()>),
 }
 
@@ -109,7 +104,7 @@ impl Pipeline {
     ) -> Result<(MessageId, Registration)> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Command::Register { socket, username, contacts, reply })
+            .send(Command::Register(SocketRegistration { socket, username, contacts, reply }))
             .await
             .map_err(|_| Error::Unavailable)?;
         answer.await.map_err(|_| Error::Unavailable)
@@ -151,9 +146,9 @@ impl Writer {
                         }
                     }
                     // Both go through the delivery task after the batches before them.
-                    Command::Register { socket, username, contacts, reply } => {
+                    Command::Register(registration) => {
                         self.commit(std::mem::take(&mut batch)).await;
-                        self.deliver(Delivery::Register { socket, username, contacts, reply }).await;
+                        self.deliver(Delivery::Register(registration)).await;
                     }
                     Command::Flush(reply) => {
                         self.commit(std::mem::take(&mut batch)).await;
