@@ -3,7 +3,7 @@
 # `chatd serve` on loopback with a temporary data directory for each scenario, writes
 # bench/results/<date>.json and prints the table.
 #
-#   bench/run.sh                  the full suite (about half an hour on 2 cores)
+#   bench/run.sh                  the full suite (about 25 minutes on 2 cores)
 #   bench/run.sh --smoke          seconds-long run with small counts, for CI
 #   bench/run.sh --scenarios "1 2 8"   only these scenarios
 #   bench/run.sh -- --runs 5      anything after -- goes to every `chatd-bench scenario`

@@ -101,7 +101,7 @@ pub struct ScenarioArgs {
     /// Pings to time once every socket is open (scenario 4).
     #[arg(long)]
     pub pings: Option<usize>,
-    /// Messages to store before timing history pages (scenario 5).
+    /// Messages to store before timing history pages (scenario 5); 10,000,000 unless --smoke.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Concurrent history requests (scenario 5).

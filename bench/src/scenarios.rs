@@ -394,7 +394,7 @@ async fn ping(ws: &mut Ws) -> anyhow::Result<()> {
 async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let target = Target::new(&args.url)?;
     let pair_count = args.pick(args.pairs, 50, 4).max(1);
-    let seed = args.pick(args.seed, 1_000_000, 2_000);
+    let seed = args.pick(args.seed, 10_000_000, 2_000);
     let window = args.window.unwrap_or(256).max(1);
     let duration = args.secs(args.duration, 10.0, 1.0);
     let runs = args.pick(args.runs, 3, 1).max(1);
