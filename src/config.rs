@@ -41,6 +41,8 @@ pub struct DatabaseConfig {
     pub busy_timeout_ms: u64,
     /// Read connections (writes always go through one connection).
     pub read_connections: u32,
+    /// Size (MiB) at which the write-ahead log starts over; also what it is kept at for reuse.
+    pub wal_budget_mib: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -170,7 +172,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: String::new(), synchronous: "full".into(), busy_timeout_ms: 5000, read_connections: 4 }
+        Self { url: String::new(), synchronous: "full".into(), busy_timeout_ms: 5000, read_connections: 4, wal_budget_mib: 128 }
     }
 }
 
@@ -232,6 +234,9 @@ impl Config {
         }
         if self.database.read_connections == 0 {
             bail!("database.read_connections must be at least 1");
+        }
+        if !(4..=65536).contains(&self.database.wal_budget_mib) {
+            bail!("database.wal_budget_mib must be between 4 and 65536");
         }
         if self.websocket.ping_interval_secs == 0 || self.websocket.auth_timeout_secs == 0 {
             bail!("websocket.ping_interval_secs and websocket.auth_timeout_secs must be positive");

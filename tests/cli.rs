@@ -520,4 +520,7 @@ fn bad_configuration_fails_with_1() {
     let output = sandbox.chatd(&["db", "status", "-c", "missing.toml"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("missing.toml"), "{}", stderr_of(&output));
+    let output = sandbox.chatd(&["serve"]).env("CHATD_DATABASE__WAL_BUDGET_MIB", "1").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("database.wal_budget_mib"), "{}", stderr_of(&output));
 }
