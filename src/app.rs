@@ -1,10 +1,10 @@
-//! The application: configuration, storage and the services that the HTTP API, the WebSocket
-//! and the CLI all call.
-use std::sync::Arc;
+//! The application: configuration, storage, the services that the HTTP API, the WebSocket and
+//! the CLI all call, and the background work a serving process does.
+use std::{future::Future, sync::Arc, time::Duration};
 
 use crate::{
     config::Config,
-    domain::{accounts::Accounts, chat::Chat, limits::Limits},
+    domain::{accounts::Accounts, chat::Chat, rate_limits::RateLimiter},
     realtime::hub::Hub,
     store::Store,
 };
@@ -16,7 +16,7 @@ pub struct App {
     pub accounts: Accounts,
     pub chat: Chat,
     pub hub: Arc<Hub>,
-    pub limits: Arc<Limits>,
+    pub limits: Arc<RateLimiter>,
 }
 
 impl App {
@@ -27,11 +27,39 @@ impl App {
         }
         let store = Store::open(&config).await?;
         store.migrate().await?;
-        let limits = Arc::new(Limits::new(&config.rate_limits));
+        let limits = Arc::new(RateLimiter::new(&config.rate_limits));
         let accounts = Accounts::new(store.clone(), &config, limits.clone())?;
         accounts.warm_up();
         let hub = Arc::new(Hub::new());
         let chat = Chat::start(store.clone(), hub.clone(), config.limits.clone(), limits.clone()).await?;
         Ok(Self { config: Arc::new(config), store, accounts, chat, hub, limits })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, with the background work a server needs;
+    /// returns once every queued message is committed.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let background = self.start_background().await?;
+        let served = crate::http::serve(listener, self.clone(), shutdown).await;
+        for task in background {
+            task.abort();
+        }
+        self.chat.flush().await;
+        served
+    }
+
+    /// The WAL checkpointer, the revocation watcher (sessions revoked by another process close
+    /// their sockets) and the minutely forgetting of rate-limit state.
+    async fn start_background(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let watcher = tokio::spawn(crate::realtime::revocations::watch(self.store.clone(), self.hub.clone()));
+        let checkpointer = self.store.checkpoint_in_background().await?;
+        let limits = self.limits.clone();
+        let housekeeping = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                limits.forget_stale();
+            }
+        });
+        Ok(vec![watcher, checkpointer, housekeeping])
     }
 }

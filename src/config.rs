@@ -16,12 +16,15 @@ const NON_CONFIG_VARS: &[&str] = &["CONFIG", "PASSWORD"];
 pub struct Config {
     /// Address and port the server listens on.
     pub listen: String,
+    /// The address people open in their browsers (`https://chat.example.com`); when set, only
+    /// that origin (and `websocket.allowed_origins`) may open the WebSocket from a browser.
+    pub public_url: String,
     /// Directory for `chat.db` and the generated signing secret.
     pub data_dir: PathBuf,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub websocket: WebSocketConfig,
-    pub limits: LimitsConfig,
+    pub limits: InputLimitsConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub rate_limits: RateLimitsConfig,
@@ -52,12 +55,15 @@ pub struct AuthConfig {
     pub token_ttl_secs: u64,
     /// HMAC secret for tokens; empty means "generate one into the data directory on first start".
     pub jwt_secret: String,
+    /// Live sessions per user; signing in beyond it revokes the oldest.
+    pub max_sessions_per_user: u32,
 }
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")
             .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("jwt_secret", &if self.jwt_secret.is_empty() { "" } else { "<redacted>" })
             .finish()
     }
@@ -72,25 +78,44 @@ pub struct WebSocketConfig {
     pub auth_timeout_secs: u64,
     /// Seconds between server pings; a socket silent for two intervals is closed.
     pub ping_interval_secs: u64,
+    /// Seconds a write to a socket may take before the socket is dropped: a client that stops
+    /// reading must not hold its socket, its memory or its presence.
+    pub write_timeout_secs: u64,
+    /// Bytes of frames queued for one socket before it is dropped as too slow (its client
+    /// reconnects and catches up with `sync`).
+    pub max_queued_bytes: usize,
 }
 
+/// Sizes of what clients may send and ask for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
-pub struct LimitsConfig {
+pub struct InputLimitsConfig {
     /// Largest accepted HTTP request body and WebSocket frame, in bytes.
     pub max_request_bytes: usize,
     /// Longest message body, in characters after trimming.
     pub max_message_chars: usize,
     /// Largest page of messages one history request may ask for (at most 100).
     pub max_page_size: u64,
+    /// Seconds a request (headers and body) may take to arrive, on a new connection or a
+    /// kept-alive one; slower ones get 408 or are disconnected.
+    pub request_timeout_secs: u64,
 }
 
-/// Abuse limits; 0 turns a limit off.
+/// Abuse limits; 0 means no limit (the limit is off).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RateLimitsConfig {
+    /// Wrong passwords for one account from one address before that address waits.
     pub signin_failures_per_account_per_minute: u32,
+    /// Wrong passwords for one account from all addresses together before the account accepts
+    /// sign-ins only from addresses it has signed in from before.
+    pub signin_failures_per_account_per_hour: u32,
+    /// Wrong passwords from one address, whatever the account.
     pub signin_failures_per_address_per_minute: u32,
+    /// Sign-in attempts, right or wrong, from one address.
+    pub signins_per_address_per_minute: u32,
+    /// Sign-in attempts, right or wrong, for one account from addresses it has not signed in from.
+    pub signins_per_account_per_minute: u32,
     pub signups_per_address_per_hour: u32,
     /// Sustained messages per user per second, over REST and WebSocket together.
     pub messages_per_second: u32,
@@ -98,17 +123,30 @@ pub struct RateLimitsConfig {
     pub message_burst: u32,
     /// Open WebSockets per user.
     pub sockets_per_user: u32,
+    /// `sync` frames per user per minute, over all of their sockets.
+    pub syncs_per_user_per_minute: u32,
+    /// Open TCP connections per client address (trusted proxies are not counted).
+    pub connections_per_address: u32,
+    /// IPv6 clients are counted per network of this prefix length: one host usually holds a
+    /// whole /64. 128 counts every address on its own.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitsConfig {
     fn default() -> Self {
         Self {
             signin_failures_per_account_per_minute: 10,
+            signin_failures_per_account_per_hour: 100,
             signin_failures_per_address_per_minute: 30,
+            signins_per_address_per_minute: 60,
+            signins_per_account_per_minute: 30,
             signups_per_address_per_hour: 20,
             messages_per_second: 20,
             message_burst: 60,
             sockets_per_user: 20,
+            syncs_per_user_per_minute: 60,
+            connections_per_address: 128,
+            ipv6_prefix: 64,
         }
     }
 }
@@ -117,12 +155,35 @@ impl RateLimitsConfig {
     pub fn unlimited() -> Self {
         Self {
             signin_failures_per_account_per_minute: 0,
+            signin_failures_per_account_per_hour: 0,
             signin_failures_per_address_per_minute: 0,
+            signins_per_address_per_minute: 0,
+            signins_per_account_per_minute: 0,
             signups_per_address_per_hour: 0,
             messages_per_second: 0,
             message_burst: 0,
             sockets_per_user: 0,
+            syncs_per_user_per_minute: 0,
+            connections_per_address: 0,
+            ipv6_prefix: 64,
         }
+    }
+
+    /// The limits set to 0, i.e. switched off.
+    pub fn switched_off(&self) -> Vec<&'static str> {
+        let limits = [
+            ("signin_failures_per_account_per_minute", self.signin_failures_per_account_per_minute),
+            ("signin_failures_per_account_per_hour", self.signin_failures_per_account_per_hour),
+            ("signin_failures_per_address_per_minute", self.signin_failures_per_address_per_minute),
+            ("signins_per_address_per_minute", self.signins_per_address_per_minute),
+            ("signins_per_account_per_minute", self.signins_per_account_per_minute),
+            ("signups_per_address_per_hour", self.signups_per_address_per_hour),
+            ("messages_per_second", self.messages_per_second),
+            ("sockets_per_user", self.sockets_per_user),
+            ("syncs_per_user_per_minute", self.syncs_per_user_per_minute),
+            ("connections_per_address", self.connections_per_address),
+        ];
+        limits.into_iter().filter(|(_, value)| *value == 0).map(|(name, _)| name).collect()
     }
 }
 
@@ -157,11 +218,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:3000".into(),
+            public_url: String::new(),
             data_dir: PathBuf::from("."),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             websocket: WebSocketConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: InputLimitsConfig::default(),
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
@@ -178,19 +240,19 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { token_ttl_secs: 7 * 24 * 3600, jwt_secret: String::new() }
+        Self { token_ttl_secs: 7 * 24 * 3600, jwt_secret: String::new(), max_sessions_per_user: 50 }
     }
 }
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
-        Self { allowed_origins: Vec::new(), auth_timeout_secs: 5, ping_interval_secs: 30 }
+        Self { allowed_origins: Vec::new(), auth_timeout_secs: 5, ping_interval_secs: 30, write_timeout_secs: 10, max_queued_bytes: 4 * 1024 * 1024 }
     }
 }
 
-impl Default for LimitsConfig {
+impl Default for InputLimitsConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 64 * 1024, max_message_chars: 4000, max_page_size: 100 }
+        Self { max_request_bytes: 64 * 1024, max_message_chars: 4000, max_page_size: 100, request_timeout_secs: 15 }
     }
 }
 
@@ -238,8 +300,23 @@ impl Config {
         if !(4..=65536).contains(&self.database.wal_budget_mib) {
             bail!("database.wal_budget_mib must be between 4 and 65536");
         }
-        if self.websocket.ping_interval_secs == 0 || self.websocket.auth_timeout_secs == 0 {
-            bail!("websocket.ping_interval_secs and websocket.auth_timeout_secs must be positive");
+        if self.websocket.ping_interval_secs == 0 || self.websocket.auth_timeout_secs == 0 || self.websocket.write_timeout_secs == 0 {
+            bail!("websocket.ping_interval_secs, auth_timeout_secs and write_timeout_secs must be positive");
+        }
+        if self.limits.request_timeout_secs == 0 {
+            bail!("limits.request_timeout_secs must be positive");
+        }
+        if self.websocket.max_queued_bytes < 64 * 1024 {
+            bail!("websocket.max_queued_bytes must be at least 65536");
+        }
+        if self.auth.max_sessions_per_user == 0 {
+            bail!("auth.max_sessions_per_user must be at least 1");
+        }
+        if !(32..=128).contains(&self.rate_limits.ipv6_prefix) {
+            bail!("rate_limits.ipv6_prefix must be between 32 and 128");
+        }
+        if !self.public_url.is_empty() {
+            public_origin(&self.public_url)?;
         }
         if self.auth.token_ttl_secs < 60 {
             bail!("auth.token_ttl_secs must be at least 60");
@@ -277,5 +354,42 @@ impl Config {
 
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated at load")
+    }
+
+    /// `public_url` as a browser's `Origin` header would name it, when set.
+    pub fn public_origin(&self) -> Option<String> {
+        (!self.public_url.is_empty()).then(|| public_origin(&self.public_url).expect("validated at load"))
+    }
+}
+
+/// `scheme://host[:port]` of an `http` or `https` URL, lowercase, without a default port.
+fn public_origin(url: &str) -> anyhow::Result<String> {
+    let invalid = || anyhow::anyhow!("public_url: `{url}` is not an http:// or https:// URL like https://chat.example.com");
+    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(invalid());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(invalid());
+    }
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default_port).unwrap_or(&authority);
+    Ok(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_become_origins() {
+        assert_eq!(public_origin("https://Chat.Example.com/").unwrap(), "https://chat.example.com");
+        assert_eq!(public_origin("https://chat.example.com:443/app").unwrap(), "https://chat.example.com");
+        assert_eq!(public_origin("http://10.0.0.5:3000").unwrap(), "http://10.0.0.5:3000");
+        for bad in ["chat.example.com", "ftp://x", "https://", "https://user@host"] {
+            assert!(public_origin(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -35,6 +35,8 @@ pub enum Error {
     RateLimited { retry_after_secs: u64 },
     #[error("the database is not available")]
     Unavailable,
+    #[error("the server is busy; try again in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -58,6 +60,7 @@ impl Error {
             Error::InvalidParameter(_) => "invalid_parameter",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable => "unavailable",
+            Error::Busy { .. } => "server_busy",
             Error::Internal(_) => "internal_error",
         }
     }

@@ -7,6 +7,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    chatd::store::permissions::restrict_new_files();
     let cli = chatd::cli::Cli::parse();
     match chatd::commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -427,7 +427,7 @@ async fn user_search_limit_is_bounded() {
 }
 
 #[tokio::test]
-async fn user_search_shows_who_is_online() {
+async fn user_search_shows_who_is_online_to_those_they_have_written_to() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -435,6 +435,8 @@ async fn user_search_shows_who_is_online() {
     assert_eq!(online_flag(search(&server, &alice, "?q=bob").await), Some(json!(false)));
     let (phone, _, _) = server.connect(&bob).await;
     let (laptop, _, _) = server.connect(&bob).await;
+    assert_eq!(online_flag(search(&server, &alice, "?q=bob").await), Some(json!(false)), "bob has not written to alice");
+    send(&server, &bob, "alice", "hi").await;
     assert_eq!(online_flag(search(&server, &alice, "?q=bob").await), Some(json!(true)));
     phone.close().await;
     // One socket is still open.

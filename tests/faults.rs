@@ -76,7 +76,12 @@ impl Chatd {
             .env("CHATD_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("CHATD_RATE_LIMITS__MESSAGES_PER_SECOND", "0")
             .env("CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR", "0")
-            .env("CHATD_RATE_LIMITS__SOCKETS_PER_USER", "0");
+            .env("CHATD_RATE_LIMITS__SOCKETS_PER_USER", "0")
+            // Every client here shares one loopback address.
+            .env("CHATD_RATE_LIMITS__CONNECTIONS_PER_ADDRESS", "0")
+            .env("CHATD_RATE_LIMITS__SIGNINS_PER_ADDRESS_PER_MINUTE", "0")
+            .env("CHATD_RATE_LIMITS__SIGNINS_PER_ACCOUNT_PER_MINUTE", "0")
+            .env("CHATD_RATE_LIMITS__SYNCS_PER_USER_PER_MINUTE", "0");
         for (key, value) in &self.env {
             command.env(key, value);
         }

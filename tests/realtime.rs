@@ -71,9 +71,8 @@ async fn a_message_is_acked_to_its_socket_and_delivered_to_every_other_socket_of
         let received = socket.recv_type("receive_message").await;
         assert_eq!(received, json!({"type": "receive_message", "message": message}));
     }
-    // The sending socket gets the ack, then (a first message makes them contacts) bob's presence,
-    // but never its own message back.
-    assert_eq!(alice_phone.recv().await, json!({"type": "presence", "username": "bob", "online": true}));
+    // The sending socket gets the ack and never its own message back; nor bob's presence, since
+    // bob has not written to alice.
     alice_phone.expect_silence(QUIET).await;
 
     // It is stored: the history has exactly this message.
@@ -215,6 +214,7 @@ async fn presence_follows_the_first_and_last_socket_and_reaches_contacts_only() 
     let bob = server.user("bob").await;
     let carol = server.user("carol").await;
     server.send_rest(&alice, "bob", "hi", "c-1").await;
+    server.send_rest(&bob, "alice", "hi", "c-2").await;
 
     let (mut alice_ws, _, online) = server.connect(&alice).await;
     assert_eq!(online["users"], json!([]));
@@ -238,7 +238,7 @@ async fn presence_follows_the_first_and_last_socket_and_reaches_contacts_only() 
 }
 
 #[tokio::test]
-async fn a_first_message_makes_two_online_users_contacts() {
+async fn a_first_message_shows_the_sender_to_its_recipient_and_a_reply_the_other_way() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
@@ -247,12 +247,15 @@ async fn a_first_message_makes_two_online_users_contacts() {
     alice_ws.expect_silence(QUIET).await;
 
     alice_ws.send(send("bob", "nice to meet you", "c-1")).await;
-    let mut alice_frames = vec![alice_ws.recv().await, alice_ws.recv().await];
-    alice_frames.sort_by_key(|f| f["type"].as_str().unwrap().to_owned());
-    assert_eq!(alice_frames[0]["type"], "ack");
-    assert_eq!(alice_frames[1], json!({"type": "presence", "username": "bob", "online": true}));
+    assert_eq!(alice_ws.recv().await["type"], "ack");
     assert_eq!(bob_ws.recv().await, json!({"type": "presence", "username": "alice", "online": true}));
     assert_eq!(bob_ws.recv().await["type"], "receive_message");
+    alice_ws.expect_silence(QUIET).await; // bob has not written to alice: she does not see him yet
+
+    bob_ws.send(send("alice", "likewise", "c-2")).await;
+    assert_eq!(bob_ws.recv().await["type"], "ack");
+    assert_eq!(alice_ws.recv().await, json!({"type": "presence", "username": "bob", "online": true}));
+    assert_eq!(alice_ws.recv().await["type"], "receive_message");
 
     bob_ws.close().await;
     assert_eq!(alice_ws.recv().await, json!({"type": "presence", "username": "bob", "online": false}));
@@ -267,7 +270,6 @@ async fn typing_and_read_receipts_reach_the_peer() {
     let (_, second) = server.send_rest(&alice, "bob", "two", "c-2").await;
     let (mut alice_ws, ..) = server.connect(&alice).await;
     let (mut bob_ws, ..) = server.connect(&bob).await;
-    alice_ws.recv_type("presence").await;
 
     alice_ws.send(json!({"type": "typing", "to": "bob"})).await;
     assert_eq!(bob_ws.recv().await, json!({"type": "typing", "from": "alice"}));
@@ -442,6 +444,7 @@ async fn a_silent_connection_is_closed_and_its_user_goes_offline() {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     server.send_rest(&alice, "bob", "hi", "c-1").await;
+    server.send_rest(&bob, "alice", "hi", "c-2").await;
     let (mut alice_ws, ..) = server.connect(&alice).await;
     let (mut bob_ws, ..) = server.connect(&bob).await;
     alice_ws.recv_type("presence").await;

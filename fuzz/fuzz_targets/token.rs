@@ -1,6 +1,7 @@
 //! The token verifier. Three kinds of input: raw strings as a client could send them, and tokens
 //! whose header and claims come from the fuzzer, signed with the server's key or with another one.
-//! A token is accepted only if it is HS256, signed with the server's key, and unexpired.
+//! A token is accepted only if it is HS256, signed with the server's key, unexpired and not issued
+//! in the future.
 #![no_main]
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -53,6 +54,7 @@ fuzz_target!(|data: &[u8]| {
             let claims: Exp = serde_json::from_slice(claims).expect("accepted claims have one exp");
             assert!(claims.exp.is_u64(), "accepted a token whose exp is {}", claims.exp);
             assert!(accepted.exp.saturating_add(5) >= get_current_timestamp(), "accepted an expired token: {accepted:?}");
+            assert!(accepted.iat <= get_current_timestamp() + 5, "accepted a token issued in the future: {accepted:?}");
         }
     }
 });

@@ -5,6 +5,7 @@ mod m20261124_000001_create_users;
 mod m20261124_000002_create_sessions;
 mod m20261124_000003_create_conversations_and_messages;
 mod m20261124_000004_create_revocations;
+mod m20261202_000001_presence_and_session_addresses;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000002_create_sessions::Migration),
             Box::new(m20261124_000003_create_conversations_and_messages::Migration),
             Box::new(m20261124_000004_create_revocations::Migration),
+            Box::new(m20261202_000001_presence_and_session_addresses::Migration),
         ]
     }
 }

@@ -37,8 +37,13 @@ fn check(config: &Config) -> anyhow::Result<()> {
         warnings.push(format!("auth.jwt_secret {problem}; leave it empty to have a random one generated"));
     }
     if config.metrics.enabled && config.metrics.token.is_empty() {
-        warnings.push("metrics are enabled without metrics.token: anyone who reaches the port can read them".into());
+        warnings.push(
+            "METRICS ARE PUBLIC: metrics.enabled is on and metrics.token is empty, so anyone who reaches the port \
+             can read /metrics; set metrics.token"
+                .into(),
+        );
     }
+    warnings.extend(crate::store::permissions::loose_modes(&config.data_dir));
     if config.database.synchronous == "normal" {
         warnings.push("database.synchronous = \"normal\": acked messages may be lost on power failure".into());
     }

@@ -5,11 +5,17 @@ use crate::{App, config::Config};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen_addr();
+    for problem in crate::store::permissions::loose_modes(&config.data_dir) {
+        tracing::warn!("{problem}");
+    }
+    if config.metrics.enabled && config.metrics.token.is_empty() {
+        tracing::warn!("metrics are public: /metrics needs no token (set metrics.token)");
+    }
     let app = App::open(config).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, data_dir = %app.config.data_dir.display(), "chatd is listening on http://{address}");
-    crate::http::serve(listener, app, shutdown_signal()).await
+    app.serve(listener, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).

@@ -6,7 +6,10 @@ use std::{
     io::Write,
     net::IpAddr,
     path::Path,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use anyhow::Context;
@@ -16,7 +19,10 @@ use rand::RngCore;
 use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 
-use super::{CurrentUser, Password, UserSummary, Username, limits::Limits, now_millis};
+use super::{
+    CurrentUser, Password, UserSummary, Username, now_millis,
+    rate_limits::{RateLimiter, SigninGate, count_refusal},
+};
 use crate::{
     config::Config,
     error::{Error, Result},
@@ -24,6 +30,11 @@ use crate::{
 };
 
 const SECRET_FILE: &str = "jwt-secret";
+/// Seconds to wait, in a `Retry-After`, when the password hashers are busy.
+const BUSY_RETRY_SECS: u64 = 1;
+/// Password checks waiting per hashing thread before new ones are turned away: one takes ~25 ms,
+/// so a full queue is about 0.4 s of work and nobody waits for seconds behind a storm.
+const QUEUED_HASHES_PER_THREAD: usize = 16;
 
 /// A signed-in session handed to the client.
 #[derive(Debug, Clone)]
@@ -44,23 +55,32 @@ pub struct Claims {
     pub exp: u64,
 }
 
-/// The only way tokens are checked: HS256 and nothing else, `exp` and `sub` required, 5 s leeway.
+const TOKEN_LEEWAY_SECS: u64 = 5;
+
+/// The only way tokens are checked: HS256 and nothing else, `exp` and `sub` required, `nbf`
+/// honoured when present, 5 s leeway.
 pub fn token_validation() -> Validation {
     let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
-    validation.leeway = 5;
+    validation.leeway = TOKEN_LEEWAY_SECS;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation
 }
 
-/// The pure half of [`Accounts::authenticate`]: checks a token's algorithm, signature and expiry
-/// against `secret` and returns its claims, touching no database. The session it names must still
-/// be looked up.
+/// The pure half of [`Accounts::authenticate`]: checks a token's algorithm, signature, expiry,
+/// `nbf` and `iat` against `secret` and returns its claims, touching no database. The session it
+/// names must still be looked up.
 pub fn decode_claims(token: &str, secret: &[u8]) -> Result<Claims> {
     decode_with(token, &DecodingKey::from_secret(secret), &token_validation())
 }
 
 fn decode_with(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims> {
-    decode::<Claims>(token, key, validation).map(|data| data.claims).map_err(|_| Error::Unauthorized)
+    let claims = decode::<Claims>(token, key, validation).map(|data| data.claims).map_err(|_| Error::Unauthorized)?;
+    // A token from the future was not issued by this server's clock.
+    if claims.iat > (now_millis() / 1000) as u64 + TOKEN_LEEWAY_SECS {
+        return Err(Error::Unauthorized);
+    }
+    Ok(claims)
 }
 
 #[derive(Clone)]
@@ -70,15 +90,16 @@ pub struct Accounts {
 
 struct Inner {
     store: Store,
-    limits: Arc<Limits>,
+    limits: Arc<RateLimiter>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     token_ttl_secs: u64,
+    max_sessions_per_user: u32,
 }
 
 impl Accounts {
-    pub fn new(store: Store, config: &Config, limits: Arc<Limits>) -> anyhow::Result<Self> {
+    pub fn new(store: Store, config: &Config, limits: Arc<RateLimiter>) -> anyhow::Result<Self> {
         let secret = signing_secret(config)?;
         let validation = token_validation();
         Ok(Self {
@@ -89,6 +110,7 @@ impl Accounts {
                 decoding: DecodingKey::from_secret(&secret),
                 validation,
                 token_ttl_secs: config.auth.token_ttl_secs,
+                max_sessions_per_user: config.auth.max_sessions_per_user,
             }),
         })
     }
@@ -120,35 +142,59 @@ impl Accounts {
         users::insert_user(&self.inner.store.write, username.as_str(), hash, is_admin).await
     }
 
-    /// Same error, and the same work, for an unknown user and a wrong password.
+    /// Same error, and the same work, for an unknown user and a wrong password. A disabled account
+    /// answers `account_disabled` whatever the password, so it cannot be used to confirm one.
     pub async fn sign_in(&self, username: &str, password: &str, client: IpAddr) -> Result<IssuedToken> {
-        self.inner.limits.check_signin(username, client)?;
+        let limits = &self.inner.limits;
+        let gate = limits.admit_signin(username, client)?;
         let user = match Username::parse(username) {
             Ok(name) => users::find_by_username(&self.inner.store.read, name.as_str()).await?,
             Err(_) => None,
         };
+        if let SigninGate::KnownAddressesOnly { retry_after_secs } = gate {
+            let known = match &user {
+                Some(user) => self.has_signed_in_from(user.id, client).await?,
+                None => false,
+            };
+            if !known {
+                count_refusal();
+                return Err(Error::RateLimited { retry_after_secs });
+            }
+        }
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
         let password_matches = verify_password(password.to_owned(), stored_hash).await?;
-        let user = match user {
-            Some(user) if password_matches => user,
-            _ => {
-                metrics::counter!(crate::monitoring::SIGN_INS, "result" => "failed").increment(1);
-                self.inner.limits.record_signin_failure(username, client);
-                return Err(Error::InvalidCredentials);
-            }
-        };
-        metrics::counter!(crate::monitoring::SIGN_INS, "result" => "ok").increment(1);
-        if user.disabled {
-            return Err(Error::AccountDisabled);
+        let result = if password_matches { "ok" } else { "failed" };
+        metrics::counter!(crate::monitoring::SIGN_INS, "result" => result).increment(1);
+        if !password_matches {
+            limits.record_signin_failure(username, client);
         }
-        self.issue_token(&user).await
+        match user {
+            Some(user) if user.disabled => Err(Error::AccountDisabled),
+            Some(user) if password_matches => self.issue_token(&user, client).await,
+            _ => Err(Error::InvalidCredentials),
+        }
     }
 
-    async fn issue_token(&self, user: &user::Model) -> Result<IssuedToken> {
+    /// Whether `user` has a session made from `client`'s address (its network, for IPv6) within
+    /// the token lifetime: the owner's usual places.
+    async fn has_signed_in_from(&self, user: crate::domain::UserId, client: IpAddr) -> Result<bool> {
+        let limits = &self.inner.limits;
+        let since = now_millis() - (self.inner.token_ttl_secs as i64) * 1000;
+        let addresses = users::session_addresses(&self.inner.store.read, user, since).await?;
+        let client = limits.address_key(client);
+        Ok(addresses.iter().filter_map(|a| a.parse::<IpAddr>().ok()).any(|a| limits.address_key(a) == client))
+    }
+
+    /// Makes a session and its token; past `auth.max_sessions_per_user` the oldest sessions are
+    /// revoked (their sockets close), so sign-ins cannot pile up sessions without bound.
+    async fn issue_token(&self, user: &user::Model, client: IpAddr) -> Result<IssuedToken> {
         let session_id = random_hex(16);
         let now_secs = (now_millis() / 1000) as u64;
         let exp = now_secs + self.inner.token_ttl_secs;
-        users::insert_session(&self.inner.store.write, &session_id, user.id, (exp * 1000) as i64).await?;
+        let txn = self.inner.store.write.begin().await?;
+        users::insert_session(&txn, &session_id, user.id, (exp * 1000) as i64, &client.to_string()).await?;
+        users::revoke_sessions_beyond(&txn, user.id, self.inner.max_sessions_per_user).await?;
+        txn.commit().await?;
         let claims = Claims { sub: user.username.clone(), sid: session_id, iat: now_secs, exp };
         let access_token = encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.inner.encoding)
             .map_err(Error::internal)?;
@@ -227,13 +273,23 @@ fn argon2id() -> Argon2<'static> {
 /// its own, one per core: a storm of sign-ins queues here instead of starving message delivery,
 /// and the memory stays bounded (each thread's allocator keeps its one buffer, where a pool of
 /// hundreds of blocking threads would each keep one).
+///
+/// When the queue is already deep the work is refused at once (`Error::Busy`, 503 with
+/// `Retry-After`): answering in a millisecond beats answering in ten seconds.
 async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     type Job = Box<dyn FnOnce() + Send>;
     static QUEUE: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+    static QUEUED: AtomicUsize = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if QUEUED.fetch_add(1, Ordering::AcqRel) >= threads * QUEUED_HASHES_PER_THREAD {
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
+        return Err(Error::Busy { retry_after_secs: BUSY_RETRY_SECS });
+    }
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = std::sync::mpsc::channel::<Job>();
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
-        for n in 0..std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) {
+        for n in 0..threads {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("chatd-hash-{n}"))
@@ -252,7 +308,9 @@ async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
     });
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
-        let _ = reply.send(work());
+        let output = work();
+        QUEUED.fetch_sub(1, Ordering::AcqRel);
+        let _ = reply.send(output);
     });
     queue.lock().expect("hash queue").send(job).map_err(|_| Error::Unavailable)?;
     answer.await.map_err(Error::internal)
@@ -356,6 +414,8 @@ mod tests {
             ("string exp", sign(Algorithm::HS256, &with(&|c| c["exp"] = json!((now + 3600).to_string())), SECRET)),
             ("no exp", sign(Algorithm::HS256, &with(&|c| c.as_object_mut().unwrap().remove("exp").map(drop).unwrap()), SECRET)),
             ("no sub", sign(Algorithm::HS256, &with(&|c| c.as_object_mut().unwrap().remove("sub").map(drop).unwrap()), SECRET)),
+            ("issued in the future", sign(Algorithm::HS256, &with(&|c| c["iat"] = json!(now + 3600)), SECRET)),
+            ("not valid before later", sign(Algorithm::HS256, &with(&|c| c["nbf"] = json!(now + 3600)), SECRET)),
             ("tampered claims", format!("{}.{tampered_payload}.{signature}", good.split('.').next().unwrap())),
             ("truncated", good[..good.len() - 1].to_owned()),
             ("empty", String::new()),

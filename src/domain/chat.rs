@@ -1,7 +1,6 @@
 //! Conversations and messages as a signed-in user sees them: sending (through the pipeline),
 //! history, the conversation list, read markers, typing and catch-up.
 use std::{
-    collections::HashSet,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -9,15 +8,15 @@ use std::{
 use dashmap::DashMap;
 
 use super::{
-    limits::Limits,
-    ClientId, ConversationSummary, CurrentUser, HistoryPage, Message, MessageBody, MessageId, UserId, Username,
+    rate_limits::RateLimiter,
+    ClientId, ConversationId, ConversationSummary, CurrentUser, HistoryPage, Message, MessageBody, MessageId, UserId, Username,
     pipeline::{Origin, Pipeline, SendRequest, Sent},
 };
 use crate::{
-    config::LimitsConfig,
+    config::InputLimitsConfig,
     error::{Error, Result},
     realtime::{
-        hub::{Hub, Registration, SocketHandle, SocketId},
+        hub::{Hub, PresenceCircle, Registration, SocketHandle, SocketId},
         protocol::ServerFrame,
     },
     store::{Store, messages, users},
@@ -50,13 +49,13 @@ pub struct Chat {
     store: Store,
     hub: Arc<Hub>,
     pipeline: Pipeline,
-    limits: LimitsConfig,
-    rate_limits: Arc<Limits>,
+    limits: InputLimitsConfig,
+    rate_limits: Arc<RateLimiter>,
     peers: Arc<DashMap<String, Peer>>,
 }
 
 impl Chat {
-    pub async fn start(store: Store, hub: Arc<Hub>, limits: LimitsConfig, rate_limits: Arc<Limits>) -> Result<Self> {
+    pub async fn start(store: Store, hub: Arc<Hub>, limits: InputLimitsConfig, rate_limits: Arc<RateLimiter>) -> Result<Self> {
         let pipeline = Pipeline::start(store.clone(), hub.clone()).await?;
         Ok(Self { store, hub, pipeline, limits, rate_limits, peers: Arc::default() })
     }
@@ -165,16 +164,29 @@ impl Chat {
         Ok(HistoryPage { messages: page, has_more })
     }
 
-    /// My conversations, most recent first, each with whether the peer is online.
+    /// My conversations, most recent first, each with whether the peer is online (false for
+    /// peers whose presence I may not see).
     pub async fn conversations(&self, me: &CurrentUser) -> Result<Vec<(ConversationSummary, bool)>> {
         let list = messages::conversations_of(&self.store.read, me.id).await?;
+        let visible = self.presence_visible(me).await?;
         Ok(list
             .into_iter()
             .map(|c| {
-                let online = self.hub.is_online(c.peer_id);
+                let online = visible.contains(&c.peer_id) && self.hub.is_online(c.peer_id);
                 (c, online)
             })
             .collect())
+    }
+
+    /// The users whose presence I may see (see [`users::presence_visible`]).
+    pub async fn presence_visible(&self, me: &CurrentUser) -> Result<std::collections::HashSet<UserId>> {
+        Ok(users::presence_visible(&self.store.read, me.id).await?.into_iter().collect())
+    }
+
+    /// Whether each of `users` is online, as far as I may know.
+    pub async fn online_as_seen_by(&self, me: &CurrentUser, users: &[UserId]) -> Result<Vec<bool>> {
+        let visible = self.presence_visible(me).await?;
+        Ok(users.iter().map(|u| visible.contains(u) && self.hub.is_online(*u)).collect())
     }
 
     /// Marks my side of the conversation with `peer` read up to `up_to`, and tells the peer and
@@ -200,10 +212,18 @@ impl Chat {
         Ok(marker)
     }
 
-    /// Tells `to`'s sockets that I am typing.
+    /// Tells `to`'s sockets that I am typing, if we share a conversation. Typing is best effort:
+    /// over the per-user rate it is dropped silently, and a socket that is behind goes without.
     pub async fn typing(&self, me: &CurrentUser, to: &str) -> Result<()> {
+        if !self.rate_limits.allow_typing(me.id) {
+            return Ok(());
+        }
         let peer = self.find_peer(me, to).await?;
-        self.hub.send_to_user(peer.id, &ServerFrame::Typing { from: &me.username }.to_text(), None);
+        let Some(conversation) = messages::find_direct_conversation(&self.store.read, me.id, peer.id).await? else {
+            return Ok(());
+        };
+        let frame = ServerFrame::Typing { from: &me.username }.to_text();
+        self.hub.send_ephemeral_to_user(peer.id, &frame, typing_key(me.id, conversation));
         Ok(())
     }
 
@@ -211,14 +231,24 @@ impl Chat {
     /// `sync` (everything later arrives live), the newest message id involving me up to that point,
     /// and my online contacts.
     pub async fn connect_socket(&self, me: &CurrentUser, socket: SocketHandle) -> Result<(MessageId, MessageId, Registration)> {
-        let contacts: HashSet<UserId> = users::contacts(&self.store.read, me.id).await?.into_iter().collect();
-        let (registered_at, registration) = self.pipeline.register(socket, me.username.clone(), contacts).await?;
+        let circle = PresenceCircle {
+            audience: users::presence_audience(&self.store.read, me.id).await?,
+            visible: users::presence_visible(&self.store.read, me.id).await?,
+        };
+        let (registered_at, registration) = self.pipeline.register(socket, me.username.clone(), circle).await?;
         let last_id = messages::latest_message_id_for(&self.store.read, me.id, registered_at).await?;
         Ok((registered_at, last_id, registration))
     }
 
-    pub fn disconnect_socket(&self, me: &CurrentUser, socket: SocketId) {
-        self.hub.remove_socket(me.id, socket);
+    /// Removes a socket; with my last one gone, the people who may see me learn I am offline.
+    pub async fn disconnect_socket(&self, me: &CurrentUser, socket: SocketId) {
+        if !self.hub.remove_socket(me.id, socket) {
+            return;
+        }
+        match users::presence_audience(&self.store.read, me.id).await {
+            Ok(audience) => self.hub.announce_offline(me.id, &me.username, &audience),
+            Err(error) => tracing::warn!(?error, "cannot tell contacts that a user went offline"),
+        }
     }
 
     /// Starts catching a socket up: everything involving me with `after < id <= registered_at`,
@@ -227,6 +257,7 @@ impl Chat {
         if after < 0 {
             return Err(Error::InvalidParameter("after must not be negative".into()));
         }
+        self.rate_limits.check_sync(me.id)?;
         Ok(SyncPages { user: me.id, cursor: after, until: registered_at, done: false })
     }
 
@@ -248,6 +279,11 @@ impl Chat {
     pub async fn flush(&self) {
         self.pipeline.flush().await;
     }
+}
+
+/// Identifies "`sender` is typing in `conversation`", so a socket holds at most one such frame.
+fn typing_key(sender: UserId, conversation: ConversationId) -> u64 {
+    ((sender as u64) << 32) ^ (conversation as u64)
 }
 
 /// Where a socket's catch-up has got to (see [`Chat::sync_from`]).

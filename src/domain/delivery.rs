@@ -5,19 +5,19 @@
 //! registrations arrive here in the same order as the batches around them, which keeps the
 //! promise the writer makes: a socket registered at id R gets every message after R live and none
 //! before it.
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    MessageId, UserId,
+    MessageId,
     pipeline::{Origin, Outcome, SendRequest, Sent},
 };
 use crate::{
     error::{Error, Result},
     monitoring,
     realtime::{
-        hub::{Hub, Registration, SocketHandle},
+        hub::{Hub, PresenceCircle, Registration, SocketHandle},
         outbox::PendingWakes,
         protocol::ServerFrame,
     },
@@ -36,7 +36,7 @@ pub(super) enum Delivery {
 pub(super) struct SocketRegistration {
     pub socket: SocketHandle,
     pub username: String,
-    pub contacts: HashSet<UserId>,
+    pub circle: PresenceCircle,
     pub reply: oneshot::Sender<(MessageId, Registration)>,
 }
 
@@ -62,8 +62,8 @@ impl Deliverer {
                     }
                     wakes.wake_all();
                 }
-                Delivery::Register(SocketRegistration { socket, username, contacts, reply }) => {
-                    let registration = self.hub.add_socket(socket, &username, contacts);
+                Delivery::Register(SocketRegistration { socket, username, circle, reply }) => {
+                    let registration = self.hub.add_socket(socket, &username, &circle);
                     let _ = reply.send((self.last_committed, registration));
                 }
                 Delivery::Flush(reply) => {
@@ -74,8 +74,8 @@ impl Deliverer {
     }
 
     fn acknowledge_and_deliver(&mut self, request: SendRequest, outcome: Result<Outcome>, wakes: &mut PendingWakes) {
-        let (message, created, new_conversation) = match outcome {
-            Ok(Outcome::Created { message, new_conversation }) => (message, true, new_conversation),
+        let (message, created, first_post) = match outcome {
+            Ok(Outcome::Created { message, first_post }) => (message, true, first_post),
             Ok(Outcome::Resent(message)) => (message, false, false),
             Err(error) => return self.reject(request, error, wakes),
         };
@@ -96,8 +96,8 @@ impl Deliverer {
         }
         metrics::counter!(monitoring::MESSAGES_STORED).increment(1);
         self.last_committed = self.last_committed.max(message.id);
-        if new_conversation {
-            self.hub.link_contacts(request.sender, request.recipient);
+        if first_post {
+            self.hub.reveal_presence(request.sender, request.recipient);
         }
         let frame = ServerFrame::ReceiveMessage { message: &message }.to_text();
         let delivered = self.hub.queue_for_user(request.recipient, &frame, None, wakes)

@@ -3,7 +3,7 @@
 pub mod accounts;
 pub mod chat;
 mod delivery;
-pub mod limits;
+pub mod rate_limits;
 pub mod pipeline;
 pub mod types;
 

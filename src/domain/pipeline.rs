@@ -25,7 +25,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     monitoring,
-    realtime::hub::{Hub, Registration, SocketHandle, SocketId},
+    realtime::hub::{Hub, PresenceCircle, Registration, SocketHandle, SocketId},
     store::{
         Store,
         messages::{self, NewMessage},
@@ -86,7 +86,7 @@ impl Pipeline {
         let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
         let (deliveries, committed) = mpsc::channel(DELIVERY_DEPTH);
         tokio::spawn(Deliverer::new(hub, last_committed).run(committed));
-        let writer = Writer { store, deliveries, conversations: HashMap::new() };
+        let writer = Writer { store, deliveries, conversations: HashMap::new(), posted: HashSet::new() };
         tokio::spawn(writer.run(commands));
         Ok(Self { queue })
     }
@@ -100,11 +100,11 @@ impl Pipeline {
         &self,
         socket: SocketHandle,
         username: String,
-        contacts: HashSet<UserId>,
+        circle: PresenceCircle,
     ) -> Result<(MessageId, Registration)> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Command::Register(SocketRegistration { socket, username, contacts, reply }))
+            .send(Command::Register(SocketRegistration { socket, username, circle, reply }))
             .await
             .map_err(|_| Error::Unavailable)?;
         answer.await.map_err(|_| Error::Unavailable)
@@ -124,11 +124,18 @@ struct Writer {
     deliveries: mpsc::Sender<Delivery>,
     /// Direct conversations by (lower user id, higher user id); only ever holds committed rows.
     conversations: HashMap<(UserId, UserId), ConversationId>,
+    /// Members known to have written in a conversation, so only a first message marks it.
+    posted: HashSet<(ConversationId, UserId)>,
 }
+
+/// Bound on [`Writer::posted`]; past it the set starts over (a miss costs one no-op UPDATE).
+const POSTED_CACHE: usize = 1 << 20;
 
 /// What became of one send once its batch was committed.
 pub(super) enum Outcome {
-    Created { message: Message, new_conversation: bool },
+    /// `first_post`: the sender had not written in this conversation before, so the recipient may
+    /// now see their presence.
+    Created { message: Message, first_post: bool },
     Resent(Message),
 }
 
@@ -172,10 +179,10 @@ impl Writer {
         }
         let started = Instant::now();
         let settled = match self.store_batch(&batch).await {
-            Ok((outcomes, new_conversations)) => {
+            Ok((outcomes, new_conversations, posted)) => {
                 metrics::histogram!(monitoring::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(monitoring::COMMIT_BATCH_SIZE).record(batch.len() as f64);
-                self.conversations.extend(new_conversations);
+                self.remember(new_conversations, posted);
                 batch.into_iter().zip(outcomes).collect()
             }
             Err(error) if batch.len() > 1 => {
@@ -198,8 +205,8 @@ impl Writer {
 
     async fn commit_one(&mut self, request: SendRequest) -> (SendRequest, Result<Outcome>) {
         match self.store_batch(std::slice::from_ref(&request)).await {
-            Ok((mut outcomes, new_conversations)) => {
-                self.conversations.extend(new_conversations);
+            Ok((mut outcomes, new_conversations, posted)) => {
+                self.remember(new_conversations, posted);
                 (request, outcomes.remove(0))
             }
             Err(error) => {
@@ -209,12 +216,22 @@ impl Writer {
         }
     }
 
+    /// What a committed transaction made true; only committed facts go into the caches.
+    fn remember(&mut self, conversations: Vec<((UserId, UserId), ConversationId)>, posted: Vec<(ConversationId, UserId)>) {
+        self.conversations.extend(conversations);
+        if self.posted.len() + posted.len() > POSTED_CACHE {
+            self.posted.clear();
+        }
+        self.posted.extend(posted);
+    }
+
     /// One transaction for the whole batch. A per-message problem (a reused `client_id`) fails
     /// only that message; a database failure fails them all and commits nothing.
+    #[allow(clippy::type_complexity)]
     async fn store_batch(
         &mut self,
         batch: &[SendRequest],
-    ) -> Result<(Vec<Result<Outcome>>, Vec<((UserId, UserId), ConversationId)>)> {
+    ) -> Result<(Vec<Result<Outcome>>, Vec<((UserId, UserId), ConversationId)>, Vec<(ConversationId, UserId)>)> {
         let txn = self.store.write.begin().await?;
         let mut new_conversations: Vec<((UserId, UserId), ConversationId)> = Vec::new();
         // First the conversation of each message, creating those that do not exist yet.
@@ -279,11 +296,22 @@ impl Writer {
             })
             .collect();
         messages::insert_messages(&txn, &rows).await?;
+        let mut posted = Vec::new();
+        let mut first_posts = HashSet::new();
+        for row in &rows {
+            let member = (row.conversation, row.sender);
+            if !self.posted.contains(&member) && !posted.contains(&member) {
+                posted.push(member);
+                if messages::mark_posted(&txn, row.conversation, row.sender).await? {
+                    first_posts.insert(row.id);
+                }
+            }
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         for ((request, placed), id) in batch.iter().zip(placed).zip(ids) {
             let outcome = match (placed, id) {
                 (Err(error), _) => Err(error),
-                (Ok((_, new_conversation)), Some(id)) => Ok(Outcome::Created {
+                (Ok(_), Some(id)) => Ok(Outcome::Created {
                     message: Message {
                         id,
                         from: request.sender_name.clone(),
@@ -292,7 +320,7 @@ impl Writer {
                         created_at,
                         client_id: request.client_id.clone(),
                     },
-                    new_conversation,
+                    first_post: first_posts.contains(&id),
                 }),
                 (Ok((conversation, _)), None) => {
                     match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
@@ -304,6 +332,6 @@ impl Writer {
             outcomes.push(outcome);
         }
         txn.commit().await?;
-        Ok((outcomes, new_conversations))
+        Ok((outcomes, new_conversations, posted))
     }
 }

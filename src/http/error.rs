@@ -45,9 +45,10 @@ pub enum ApiError {
     /// The server failed; details are in its log, never in the response.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The database is not available.
+    /// The database is not available (`unavailable`), or the server is too busy to take the request
+    /// now (`server_busy`, with `Retry-After`).
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
 fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
@@ -71,7 +72,8 @@ impl From<Error> for ApiError {
             Error::UserNotFound => ApiError::NotFound(json),
             Error::UsernameTaken | Error::ClientIdConflict => ApiError::Conflict(json),
             Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
-            Error::Unavailable => ApiError::Unavailable(json),
+            Error::Unavailable => ApiError::Unavailable(json, None),
+            Error::Busy { retry_after_secs } => ApiError::Unavailable(json, Some(retry_after_secs)),
             Error::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 ApiError::Internal(json)

@@ -11,9 +11,10 @@ use poem::{
 use super::error::json_response;
 use crate::{App, monitoring};
 
-/// The web app needs no inline scripts; Angular sets some inline styles.
+/// The web app needs no inline scripts; Angular sets some inline styles. `connect-src 'self'`
+/// covers the server's own `ws:`/`wss:` origin and nothing else.
 const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-    connect-src 'self' ws: wss:; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+    connect-src 'self'; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 /// The API docs page is one HTML document with its script inline.
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'";
@@ -47,30 +48,47 @@ pub async fn secure_and_log<E: Endpoint>(next: E, req: Request) -> Result<Respon
     Ok(response)
 }
 
-/// Bodies larger than `limits.max_request_bytes` get 413, whether they announce their length or
-/// arrive chunked; smaller ones are read once and handed on.
-/// How long a request body may take to arrive (at most 64 KiB: a second is plenty on any link).
-const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+/// Whether a body read failed on the connection's request deadline (hyper wraps our `TimedOut`).
+fn timed_out_reading(error: &std::io::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
 
+fn timed_out() -> Response {
+    json_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
+}
+
+/// Bodies larger than `limits.max_request_bytes` get 413, whether they announce their length or
+/// arrive chunked; smaller ones are read once and handed on; ones slower than
+/// `limits.request_timeout_secs` get 408.
 pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(next.call(req).await?.into_response());
     }
-    let limit = req.data::<App>().map(|app| app.config.limits.max_request_bytes).unwrap_or(64 * 1024);
+    let (limit, deadline) = req
+        .data::<App>()
+        .map(|app| (app.config.limits.max_request_bytes, app.config.limits.request_timeout_secs))
+        .unwrap_or((64 * 1024, 15));
     let too_large = || json_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {limit} bytes"));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Ok(too_large());
     }
     // A body trickled in a byte at a time must not hold the request open forever.
-    let read = tokio::time::timeout(BODY_DEADLINE, req.take_body().into_bytes_limit(limit)).await;
+    let read = tokio::time::timeout(std::time::Duration::from_secs(deadline), req.take_body().into_bytes_limit(limit)).await;
     match read {
         Ok(Ok(bytes)) => req.set_body(Body::from(bytes)),
         Ok(Err(ReadBodyError::PayloadTooLarge)) => return Ok(too_large()),
+        // The connection's own request deadline (see `connection_guard`) ends a stalled body too.
+        Ok(Err(ReadBodyError::Io(error))) if timed_out_reading(&error) => return Ok(timed_out()),
         Ok(Err(error)) => return Err(error.into()),
-        Err(_) => {
-            return Ok(json_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time"));
-        }
+        Err(_) => return Ok(timed_out()),
     }
     Ok(next.call(req).await?.into_response())
 }

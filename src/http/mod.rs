@@ -4,7 +4,7 @@ pub mod api;
 pub mod auth;
 pub mod client_address;
 pub mod error;
-mod first_request_deadline;
+mod connection_guard;
 mod metrics;
 mod middleware;
 mod spa;
@@ -12,6 +12,7 @@ mod ws;
 
 use std::{
     future::Future,
+    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -22,7 +23,7 @@ use poem::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
-use self::first_request_deadline::FirstRequestDeadline;
+use self::connection_guard::{AddressCounts, AddressSlot, GuardedConnection};
 use crate::{App, realtime::connection::CLOSE_GOING_AWAY};
 
 /// How long shutdown waits for open requests and sockets before giving up on them.
@@ -47,59 +48,56 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
         .into_endpoint()
 }
 
-/// Serves until `shutdown` resolves, then closes every socket with 1001, waits for in-flight
-/// work, and makes sure every queued message is committed before returning.
+/// Serves until `shutdown` resolves, then closes every socket with 1001 and waits (briefly) for
+/// in-flight requests and sockets to finish.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-    let watcher = tokio::spawn(crate::realtime::revocations::watch(app.store.clone(), app.hub.clone()));
-    let checkpointer = app.store.checkpoint_in_background().await?;
-    let limits = app.limits.clone();
-    let housekeeping = tokio::spawn(async move {
-        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every_minute.tick().await;
-            limits.forget_stale();
-        }
-    });
     let hub = app.hub.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
         hub.close_all(CLOSE_GOING_AWAY, "server is shutting down");
     };
-    Server::new_with_acceptor(NoDelayAcceptor::new(listener)?)
+    Server::new_with_acceptor(GuardedAcceptor::new(listener, &app)?)
         .run_with_graceful_shutdown(routes(&app), signal, Some(SHUTDOWN_GRACE))
         .await?;
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while app.hub.connected_sockets() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    watcher.abort();
-    housekeeping.abort();
-    checkpointer.abort();
-    app.chat.flush().await;
     Ok(())
 }
 
-/// How long a new connection has to deliver its first complete request.
-const FIRST_REQUEST_DEADLINE: Duration = Duration::from_secs(15);
-
-/// Accepts TCP connections with Nagle's algorithm off (chat frames are small and latency-bound)
-/// and a deadline on the first request, and backs off briefly instead of spinning when accepting
-/// fails (e.g. out of file descriptors).
-struct NoDelayAcceptor {
+/// Accepts TCP connections with Nagle's algorithm off (chat frames are small and latency-bound),
+/// a deadline on each request, and at most `rate_limits.connections_per_address` per client
+/// address; backs off briefly instead of spinning when accepting fails (out of descriptors, say).
+struct GuardedAcceptor {
     listener: TcpListener,
     local_addr: LocalAddr,
+    app: App,
+    trusted_proxies: Vec<client_address::Network>,
+    counts: AddressCounts,
 }
 
-impl NoDelayAcceptor {
-    fn new(listener: TcpListener) -> std::io::Result<Self> {
+impl GuardedAcceptor {
+    fn new(listener: TcpListener, app: &App) -> std::io::Result<Self> {
         let local_addr = LocalAddr(listener.local_addr()?.into());
-        Ok(Self { listener, local_addr })
+        let trusted_proxies = app.config.trusted_proxies.iter().filter_map(|p| client_address::parse_network(p)).collect();
+        Ok(Self { listener, local_addr, app: app.clone(), trusted_proxies, counts: AddressCounts::default() })
+    }
+
+    /// A place for a connection from `peer`; `Err` when its address has too many already.
+    /// Trusted proxies carry many clients and are not counted.
+    fn slot_for(&self, peer: IpAddr) -> Result<Option<AddressSlot>, ()> {
+        let max = self.app.limits.connections_per_address;
+        if max == 0 || self.trusted_proxies.iter().any(|n| n.contains(peer)) {
+            return Ok(None);
+        }
+        self.counts.take(self.app.limits.address_key(peer), max).map(Some).ok_or(())
     }
 }
 
-impl Acceptor for NoDelayAcceptor {
-    type Io = FirstRequestDeadline<TcpStream>;
+impl Acceptor for GuardedAcceptor {
+    type Io = GuardedConnection<TcpStream>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         vec![self.local_addr.clone()]
@@ -109,8 +107,14 @@ impl Acceptor for NoDelayAcceptor {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = self.slot_for(peer.ip()) else {
+                        crate::domain::rate_limits::count_refusal();
+                        tracing::debug!(%peer, "too many connections from this address");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    let stream = FirstRequestDeadline::new(stream, FIRST_REQUEST_DEADLINE);
+                    let deadline = Duration::from_secs(self.app.config.limits.request_timeout_secs);
+                    let stream = GuardedConnection::new(stream, deadline, slot);
                     return Ok((stream, self.local_addr.clone(), RemoteAddr(peer.into()), poem::http::uri::Scheme::HTTP));
                 }
                 Err(error) => {

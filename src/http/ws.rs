@@ -22,7 +22,7 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 #[handler]
 pub async fn websocket(req: &Request, ws: WebSocket, Data(app): Data<&App>) -> Response {
-    if !origin_allowed(req, &app.config.websocket.allowed_origins) {
+    if !origin_allowed(req, &app.config) {
         return json_response(StatusCode::FORBIDDEN, "forbidden_origin", "this origin may not open a WebSocket here");
     }
     let limit = app.config.limits.max_request_bytes;
@@ -35,16 +35,21 @@ pub async fn websocket(req: &Request, ws: WebSocket, Data(app): Data<&App>) -> R
     ws.config(config).on_upgrade(move |socket| serve_connection(socket, app)).into_response()
 }
 
-/// Non-browser clients send no `Origin`. Browsers may connect from this server's own origin
-/// (same host and port as the request) or one on the allow-list.
-fn origin_allowed(req: &Request, allowed: &[String]) -> bool {
+/// Non-browser clients send no `Origin`. Browsers may connect from the configured `public_url`,
+/// or, when none is set, from this server's own host and port; and from any origin on the
+/// allow-list. Tokens are never sent automatically (no cookies), so this check is a second line.
+fn origin_allowed(req: &Request, config: &crate::Config) -> bool {
     let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return true;
     };
-    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+    let origin = origin.trim_end_matches('/');
+    if config.websocket.allowed_origins.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
         return true;
     }
+    if let Some(public) = config.public_origin() {
+        return public.eq_ignore_ascii_case(origin);
+    }
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
-    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+    let Some((scheme, origin_host)) = origin.split_once("://") else { return false };
+    matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") && !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }

@@ -8,20 +8,26 @@ use futures_util::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 
 use super::{
-    hub::{SocketHandle, SocketId},
-    outbox::{Outbound, Outbox, Taken},
+    hub::{SocketHandle, SocketId, SocketSlot},
+    outbox::{Interrupt, Outbound, Outbox, Taken},
     protocol::{ClientFrame, ServerFrame, parse_client_frame},
 };
 use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
 
-/// Close codes of our own (4000–4999 are for applications).
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close codes: the standard ones chatd uses, and its own (4000–4999 are for applications).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_SERVER_ERROR: u16 = 1011;
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 pub const CLOSE_TOO_MANY_SOCKETS: u16 = 4429;
 
 /// How long a closing connection may take to send what is still queued (a close frame, say).
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a write in progress may go on once a close is asked for (sign-out promises 4401
+/// within about a second).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn serve_connection(socket: WebSocketStream, app: App) {
     // Opening is boxed, and freed once done, so that the future living as long as the socket
@@ -37,36 +43,32 @@ async fn open(mut socket: WebSocketStream, app: App) -> Option<Connection> {
     let deadline = Duration::from_secs(app.config.websocket.auth_timeout_secs);
     let user = match tokio::time::timeout(deadline, authenticate(&mut socket, &app)).await {
         Ok(Ok(user)) => user,
-        Ok(Err(reason)) => return close(&mut socket, CLOSE_UNAUTHORIZED, reason).await,
+        Ok(Err((code, reason))) => return close(&mut socket, code, reason).await,
         Err(_) => return close(&mut socket, CLOSE_UNAUTHORIZED, "no auth frame in time").await,
     };
-
-    let max_sockets = app.limits.sockets_per_user;
-    if max_sockets > 0 && app.hub.sockets_of(user.id) >= max_sockets {
-        metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
+    let Some(slot) = app.hub.reserve_socket(user.id, app.limits.sockets_per_user) else {
+        crate::domain::rate_limits::count_refusal();
         return close(&mut socket, CLOSE_TOO_MANY_SOCKETS, "too many open sockets for this user").await;
-    }
-    let outbox = Outbox::new();
+    };
+    let outbox = Outbox::new(app.config.websocket.max_queued_bytes);
     let socket_id = app.hub.next_socket_id();
     let handle = SocketHandle::new(socket_id, user.id, &user.session_id, outbox.clone());
     let (registered_at, last_id, registration) = match app.chat.connect_socket(&user, handle).await {
         Ok(registered) => registered,
         Err(error) => {
             tracing::error!(error = ?error, "could not register socket");
-            return close(&mut socket, 1011, "server error").await;
+            return close(&mut socket, CLOSE_SERVER_ERROR, "server error").await;
         }
     };
+    let write_timeout = Duration::from_secs(app.config.websocket.write_timeout_secs);
+    let mut connection =
+        Connection { app, user, socket, socket_id, outbox, pending: VecDeque::new(), registered_at, last_id, write_timeout, _slot: slot };
     // `ready` and `online_users` go out first; live frames wait in the outbox meanwhile.
-    let greeting = [
-        ServerFrame::Ready { username: &user.username, last_id }.to_text(),
-        ServerFrame::OnlineUsers { users: registration.online_contacts }.to_text(),
-    ];
-    let mut greeted = true;
-    for frame in greeting {
-        greeted &= socket.feed(WsMessage::Text(frame.to_string())).await.is_ok();
-    }
-    let mut connection = Connection { app, user, socket, socket_id, outbox, pending: VecDeque::new(), registered_at, last_id };
-    if greeted && connection.socket.flush().await.is_ok() {
+    connection.pending.extend([
+        Outbound::Text(ServerFrame::Ready { username: &connection.user.username, last_id }.to_text()),
+        Outbound::Text(ServerFrame::OnlineUsers { users: registration.online_contacts }.to_text()),
+    ]);
+    if connection.write_pending().await == Written::Open {
         Some(connection)
     } else {
         connection.end(Ending::Drop).await;
@@ -74,25 +76,28 @@ async fn open(mut socket: WebSocketStream, app: App) -> Option<Connection> {
     }
 }
 
-/// Waits for the first frame, which must be a valid `auth` frame.
-async fn authenticate(socket: &mut WebSocketStream, app: &App) -> Result<CurrentUser, &'static str> {
+/// Waits for the first frame, which must be a valid `auth` frame; on failure, the close to send.
+async fn authenticate(socket: &mut WebSocketStream, app: &App) -> Result<CurrentUser, (u16, &'static str)> {
+    const NOT_AUTH: (u16, &str) = (CLOSE_UNAUTHORIZED, "the first frame must be an auth frame");
     loop {
         let text = match socket.next().await {
             Some(Ok(WsMessage::Text(text))) => text,
             Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-            _ => return Err("the first frame must be an auth frame"),
+            Some(Err(error)) => return Err(close_for_read_error(&error).unwrap_or(NOT_AUTH)),
+            _ => return Err(NOT_AUTH),
         };
-        let Ok(ClientFrame::Auth { token }) = parse_client_frame(&text) else {
-            return Err("the first frame must be an auth frame");
-        };
-        return app.accounts.authenticate(&token).await.map_err(|_| "invalid or expired token");
+        let Ok(ClientFrame::Auth { token }) = parse_client_frame(&text) else { return Err(NOT_AUTH) };
+        return app.accounts.authenticate(&token).await.map_err(|_| (CLOSE_UNAUTHORIZED, "invalid or expired token"));
     }
 }
 
 /// Sends a close frame and closes; `None` is for the callers that give up on the connection.
 async fn close<T>(socket: &mut WebSocketStream, code: u16, reason: &str) -> Option<T> {
-    let _ = socket.send(WsMessage::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
-    let _ = socket.close().await;
+    let closing = async {
+        let _ = socket.send(WsMessage::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+        let _ = socket.close().await;
+    };
+    let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, closing).await;
     None
 }
 
@@ -101,16 +106,19 @@ async fn close<T>(socket: &mut WebSocketStream, code: u16, reason: &str) -> Opti
 enum Ending {
     /// Send what is still queued (a close frame, for one), then close.
     Drain,
-    /// The socket is broken, already closed, or too far behind: just drop it.
+    /// The socket is broken, already closed, too far behind or not reading: just drop it.
     Drop,
 }
 
 /// Whether writing out the outbox can go on.
-#[derive(PartialEq, Eq)]
+#[derive(PartialEq, Eq, Debug)]
 enum Written {
     Open,
     /// A close frame went out, or a write failed.
     Finished,
+    /// The client did not take the frames in time, or the outbox overflowed or was closed
+    /// meanwhile: a socket that is not read is dropped.
+    Stalled,
 }
 
 struct Connection {
@@ -123,12 +131,14 @@ struct Connection {
     pending: VecDeque<Outbound>,
     registered_at: MessageId,
     last_id: MessageId,
+    write_timeout: Duration,
+    _slot: SocketSlot,
 }
 
 impl Connection {
-    /// Reads and writes until the client leaves, the socket falls too far behind, or the client
-    /// has been silent for two ping intervals (a connection that died without closing: its
-    /// presence must not linger).
+    /// Reads and writes until the client leaves, the socket falls too far behind or stops reading,
+    /// or the client has been silent for two ping intervals (a connection that died without
+    /// closing: its presence must not linger).
     async fn run(&mut self) -> Ending {
         let interval = Duration::from_secs(self.app.config.websocket.ping_interval_secs);
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -141,7 +151,7 @@ impl Connection {
                         Taken::Overflowed => return Ending::Drop,
                         Taken::Closed => return Ending::Drain,
                     }
-                    if Box::pin(self.write_taken()).await == Written::Finished {
+                    if Box::pin(self.write_pending()).await != Written::Open {
                         return Ending::Drop;
                     }
                     continue;
@@ -149,7 +159,7 @@ impl Connection {
                 frame = self.socket.next() => frame,
                 _ = heartbeat.tick() => {
                     if last_heard.elapsed() >= interval * 2 {
-                        self.outbox.push(Outbound::Close(CLOSE_GOING_AWAY, "no answer to pings"));
+                        self.outbox.close_with(CLOSE_GOING_AWAY, "no answer to pings");
                         return Ending::Drain;
                     }
                     self.outbox.push(Outbound::Ping);
@@ -163,52 +173,47 @@ impl Connection {
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 Some(Ok(WsMessage::Close(_))) | None => return Ending::Drain,
                 Some(Err(error)) => {
-                    if error.to_string().contains("Space limit exceeded") {
-                        self.outbox.push(Outbound::Close(CLOSE_TOO_BIG, "frame too large"));
-                        return Ending::Drain;
-                    }
-                    return Ending::Drop;
+                    let Some((code, reason)) = close_for_read_error(&error) else { return Ending::Drop };
+                    self.outbox.close_with(code, reason);
+                    return Ending::Drain;
                 }
             }
         }
     }
 
-    /// Writes the frames just taken from the outbox and flushes them in one go.
-    async fn write_taken(&mut self) -> Written {
-        for item in self.pending.drain(..) {
-            let written = match item {
-                Outbound::Text(frame) => self.socket.feed(WsMessage::Text(frame.to_string())).await,
-                Outbound::Ping => self.socket.feed(WsMessage::Ping(Vec::new())).await,
-                Outbound::Close(code, reason) => {
-                    close::<()>(&mut self.socket, code, reason).await;
-                    return Written::Finished;
-                }
-            };
-            if written.is_err() {
-                return Written::Finished;
+    /// Writes `pending` and flushes, racing the write against the write deadline and against an
+    /// overflow or a close of the outbox: a client that stops reading must not hold the task,
+    /// so that its heartbeat, its close on sign-out and its memory bound still hold.
+    async fn write_pending(&mut self) -> Written {
+        let outbox = self.outbox.clone();
+        let interrupted = async move {
+            if outbox.interrupted().await == Interrupt::Closing {
+                tokio::time::sleep(CLOSE_GRACE).await;
             }
-        }
-        if self.socket.flush().await.is_err() {
-            return Written::Finished;
-        }
+        };
+        let written = tokio::select! {
+            written = write_frames(&mut self.socket, &mut self.pending) => written,
+            _ = tokio::time::sleep(self.write_timeout) => Written::Stalled,
+            _ = interrupted => Written::Stalled,
+        };
         if self.pending.capacity() > 256 {
             self.pending = VecDeque::new(); // an idle socket should not keep a burst's buffer
         }
-        Written::Open
+        written
     }
 
     /// Writes whatever is queued right now, without waiting for more.
     async fn write_queued(&mut self) -> Written {
         match self.outbox.take_now(&mut self.pending) {
-            Some(Taken::Frames) => self.write_taken().await,
-            Some(Taken::Overflowed) => Written::Finished,
+            Some(Taken::Frames) => self.write_pending().await,
+            Some(Taken::Overflowed) => Written::Stalled,
             Some(Taken::Closed) | None => Written::Open,
         }
     }
 
     /// Leaves the hub; on [`Ending::Drain`] first sends what is still queued (briefly).
     async fn end(mut self, ending: Ending) {
-        self.app.chat.disconnect_socket(&self.user, self.socket_id);
+        self.app.chat.disconnect_socket(&self.user, self.socket_id).await;
         self.outbox.close();
         if ending == Ending::Drain {
             let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, self.write_rest()).await;
@@ -218,7 +223,7 @@ impl Connection {
     /// After the loop: sends what is left in the (closed) outbox, then closes the socket.
     async fn write_rest(&mut self) {
         while self.outbox.take_all(&mut self.pending).await == Taken::Frames {
-            if self.write_taken().await == Written::Finished {
+            if write_frames(&mut self.socket, &mut self.pending).await != Written::Open {
                 return;
             }
         }
@@ -261,20 +266,17 @@ impl Connection {
 
     /// Sends what this socket missed before it registered; later messages arrive live. Pages go
     /// straight to the socket (a long backlog would not fit the outbox), each after whatever was
-    /// queued before it.
+    /// queued before it, under the same write deadline as everything else.
     async fn sync(&mut self, after: MessageId) -> Result<(), Error> {
         let mut pages = self.app.chat.sync_from(&self.user, after, self.registered_at)?;
         while let Some(page) = self.app.chat.next_sync_page(&mut pages).await? {
-            if self.write_queued().await == Written::Finished {
+            if self.write_queued().await != Written::Open {
+                self.outbox.close();
                 return Ok(());
             }
-            for message in &page {
-                let frame = ServerFrame::ReceiveMessage { message }.to_text();
-                if self.socket.feed(WsMessage::Text(frame.to_string())).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if self.socket.flush().await.is_err() {
+            self.pending.extend(page.iter().map(|message| Outbound::Text(ServerFrame::ReceiveMessage { message }.to_text())));
+            if self.write_pending().await != Written::Open {
+                self.outbox.close();
                 return Ok(());
             }
         }
@@ -289,5 +291,39 @@ impl Connection {
 
     fn reply_error(&self, code: &str, message: &str, client_id: Option<&str>) {
         self.reply(ServerFrame::Error { code, message, client_id }.to_text());
+    }
+}
+
+/// Feeds every frame in `pending` to the socket and flushes them in one go.
+async fn write_frames(socket: &mut WebSocketStream, pending: &mut VecDeque<Outbound>) -> Written {
+    while let Some(item) = pending.pop_front() {
+        let written = match item {
+            Outbound::Text(frame) => socket.feed(WsMessage::Text(frame.to_string())).await,
+            Outbound::Ping => socket.feed(WsMessage::Ping(Vec::new())).await,
+            Outbound::Close(code, reason) => {
+                let _ = socket.send(WsMessage::Close(Some((CloseCode::from(code), reason.to_owned())))).await;
+                let _ = socket.close().await;
+                return Written::Finished;
+            }
+        };
+        if written.is_err() {
+            return Written::Finished;
+        }
+    }
+    if socket.flush().await.is_err() { Written::Finished } else { Written::Open }
+}
+
+/// The close a broken frame earns (RFC 6455 §7.4.1), or `None` when the connection is simply gone.
+fn close_for_read_error(error: &std::io::Error) -> Option<(u16, &'static str)> {
+    // poem hands tungstenite's errors over as text.
+    let text = error.to_string();
+    if text.starts_with("Space limit exceeded") {
+        Some((CLOSE_TOO_BIG, "frame too large"))
+    } else if text.starts_with("UTF-8 encoding error") {
+        Some((CLOSE_INVALID_DATA, "text frames must be valid UTF-8"))
+    } else if text.starts_with("WebSocket protocol error") && !text.contains("Connection reset without closing handshake") {
+        Some((CLOSE_PROTOCOL_ERROR, "WebSocket protocol error"))
+    } else {
+        None
     }
 }

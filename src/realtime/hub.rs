@@ -4,7 +4,6 @@
 //! whose queue is full is too slow to keep up: it is told to close, and catches up with `sync`
 //! when it reconnects, so one slow reader never holds up anyone else.
 use std::{
-    collections::HashSet,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -43,17 +42,23 @@ impl SocketHandle {
         }
     }
 
-    /// Queues a close frame. If the queue is full the socket is dropped without one.
+    /// Closes the socket with `code`, after what is queued; a socket that stopped reading is
+    /// dropped instead of waited for.
     pub fn close(&self, code: u16, reason: &'static str) {
-        self.outbox.push(Outbound::Close(code, reason));
+        self.outbox.close_with(code, reason);
     }
 }
 
 struct OnlineUser {
     username: String,
     sockets: Vec<SocketHandle>,
-    /// Users who share a conversation with this one: the only ones told about its presence.
-    contacts: HashSet<UserId>,
+}
+
+/// Whose presence matters to a user coming online: who may see them, and whom they may see.
+#[derive(Debug, Default)]
+pub struct PresenceCircle {
+    pub audience: Vec<UserId>,
+    pub visible: Vec<UserId>,
 }
 
 #[derive(Default)]
@@ -62,12 +67,30 @@ pub struct Hub {
     next_socket_id: AtomicU64,
     /// Serialises presence changes so "offline" and "online" for one user never overtake each other.
     presence: Mutex<()>,
+    /// Sockets each user has open or is opening, counted before they register so that a burst of
+    /// `auth` frames cannot get past `rate_limits.sockets_per_user`.
+    slots: DashMap<UserId, usize>,
 }
 
 /// What registering a socket found.
 pub struct Registration {
     pub first_socket: bool,
     pub online_contacts: Vec<String>,
+}
+
+/// A place among a user's sockets, held from authentication until the socket is gone.
+pub struct SocketSlot {
+    hub: Arc<Hub>,
+    user: UserId,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.hub.slots.remove_if_mut(&self.user, |_, count| {
+            *count -= 1;
+            *count == 0
+        });
+    }
 }
 
 impl Hub {
@@ -79,50 +102,63 @@ impl Hub {
         self.next_socket_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Adds an authenticated socket; the user's first socket makes them online to their contacts.
-    pub fn add_socket(&self, socket: SocketHandle, username: &str, contacts: HashSet<UserId>) -> Registration {
+    /// Takes one of `user`'s `max` socket places (0: no limit), or `None` when all are taken.
+    pub fn reserve_socket(self: &Arc<Self>, user: UserId, max: usize) -> Option<SocketSlot> {
+        let mut count = self.slots.entry(user).or_insert(0);
+        if max > 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot { hub: self.clone(), user })
+    }
+
+    /// Adds an authenticated socket; the user's first socket makes them online to their audience.
+    pub fn add_socket(&self, socket: SocketHandle, username: &str, circle: &PresenceCircle) -> Registration {
         let _presence = self.presence.lock().expect("presence lock");
         let user = socket.user;
         let first_socket = {
-            let mut entry = self.online.entry(user).or_insert_with(|| OnlineUser {
-                username: username.to_owned(),
-                sockets: Vec::new(),
-                contacts: HashSet::new(),
-            });
-            entry.contacts = contacts;
+            let mut entry = self
+                .online
+                .entry(user)
+                .or_insert_with(|| OnlineUser { username: username.to_owned(), sockets: Vec::new() });
             entry.sockets.push(socket);
             entry.sockets.len() == 1
         };
         metrics::gauge!(monitoring::CONNECTED_SOCKETS).increment(1.0);
         if first_socket {
             metrics::gauge!(monitoring::ONLINE_USERS).increment(1.0);
+            self.announce(&circle.audience, username, true);
         }
-        if first_socket {
-            let contacts: Vec<UserId> =
-                self.online.get(&user).map(|e| e.contacts.iter().copied().collect()).unwrap_or_default();
-            self.announce(&contacts, username, true);
-        }
-        Registration { first_socket, online_contacts: self.online_contacts(user) }
+        let mut online_contacts: Vec<String> =
+            circle.visible.iter().filter_map(|c| self.online.get(c).map(|e| e.username.clone())).collect();
+        online_contacts.sort();
+        Registration { first_socket, online_contacts }
     }
 
-    /// Removes a socket; the user's last socket makes them offline to their contacts.
-    pub fn remove_socket(&self, user: UserId, socket: SocketId) {
+    /// Removes a socket; true when it was the user's last, so that they are now offline.
+    pub fn remove_socket(&self, user: UserId, socket: SocketId) -> bool {
         let _presence = self.presence.lock().expect("presence lock");
-        let Some(mut entry) = self.online.get_mut(&user) else { return };
+        let Some(mut entry) = self.online.get_mut(&user) else { return false };
         let before = entry.sockets.len();
         entry.sockets.retain(|s| s.id != socket);
         if entry.sockets.len() < before {
             metrics::gauge!(monitoring::CONNECTED_SOCKETS).decrement(1.0);
         }
         if !entry.sockets.is_empty() || before == 0 {
-            return;
+            return false;
         }
-        metrics::gauge!(monitoring::ONLINE_USERS).decrement(1.0);
-        let username = entry.username.clone();
-        let contacts: Vec<UserId> = entry.contacts.iter().copied().collect();
         drop(entry);
         self.online.remove_if(&user, |_, e| e.sockets.is_empty());
-        self.announce(&contacts, &username, false);
+        metrics::gauge!(monitoring::ONLINE_USERS).decrement(1.0);
+        true
+    }
+
+    /// Tells `audience` that `username` went offline, unless they are back online meanwhile.
+    pub fn announce_offline(&self, user: UserId, username: &str, audience: &[UserId]) {
+        let _presence = self.presence.lock().expect("presence lock");
+        if !self.online.contains_key(&user) {
+            self.announce(audience, username, false);
+        }
     }
 
     pub fn sockets_of(&self, user: UserId) -> usize {
@@ -141,36 +177,30 @@ impl Hub {
         self.online.iter().map(|e| e.sockets.len()).sum()
     }
 
-    fn online_contacts(&self, user: UserId) -> Vec<String> {
-        let contacts: Vec<UserId> = match self.online.get(&user) {
-            Some(entry) => entry.contacts.iter().copied().collect(),
-            None => return Vec::new(),
-        };
-        let mut names: Vec<String> =
-            contacts.iter().filter_map(|c| self.online.get(c).map(|e| e.username.clone())).collect();
-        names.sort();
-        names
-    }
-
-    /// Tells `contacts` (those of them online) that `username` came or went.
-    fn announce(&self, contacts: &[UserId], username: &str, online: bool) {
+    /// Tells `audience` (those of them online) that `username` came or went.
+    fn announce(&self, audience: &[UserId], username: &str, online: bool) {
         let frame = ServerFrame::Presence { username, online }.to_text();
-        for &contact in contacts {
-            self.send_to_user(contact, &frame, None);
+        for &watcher in audience {
+            self.send_to_user(watcher, &frame, None);
         }
     }
 
-    /// Two users now share a conversation: from here on each sees the other's presence.
-    pub fn link_contacts(&self, a: UserId, b: UserId) {
+    /// `user` may now be seen by `watcher` (they wrote to them): if both are online, `watcher`
+    /// learns it now.
+    pub fn reveal_presence(&self, user: UserId, watcher: UserId) {
         let _presence = self.presence.lock().expect("presence lock");
-        let name_of = |user: UserId| {
-            let mut entry = self.online.get_mut(&user)?;
-            entry.contacts.insert(if user == a { b } else { a });
-            Some(entry.username.clone())
-        };
-        if let (Some(a_name), Some(b_name)) = (name_of(a), name_of(b)) {
-            self.send_to_user(a, &ServerFrame::Presence { username: &b_name, online: true }.to_text(), None);
-            self.send_to_user(b, &ServerFrame::Presence { username: &a_name, online: true }.to_text(), None);
+        let Some(name) = self.online.get(&user).map(|e| e.username.clone()) else { return };
+        self.send_to_user(watcher, &ServerFrame::Presence { username: &name, online: true }.to_text(), None);
+    }
+
+    /// Queues a short-lived frame (typing) on `user`'s sockets; a socket that already has the
+    /// same `key` waiting, or is behind, goes without.
+    pub fn send_ephemeral_to_user(&self, user: UserId, frame: &Arc<str>, key: u64) {
+        let Some(entry) = self.online.get(&user) else { return };
+        for socket in &entry.sockets {
+            if socket.outbox.push_ephemeral_quietly(Outbound::Text(frame.clone()), key) == Queued::First {
+                socket.outbox.wake();
+            }
         }
     }
 

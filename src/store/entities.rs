@@ -33,6 +33,8 @@ pub mod session {
         pub created_at: i64,
         pub expires_at: i64,
         pub revoked_at: Option<i64>,
+        /// The client address the session was made from.
+        pub address: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -72,6 +74,8 @@ pub mod conversation_member {
         pub user_id: i64,
         pub last_read_id: i64,
         pub joined_at: i64,
+        /// Whether this member has written in the conversation.
+        pub posted: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -152,6 +152,17 @@ pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>])
     Ok(())
 }
 
+/// Records that `sender` has written in `conversation`; true if this was their first message.
+pub async fn mark_posted(db: &impl ConnectionTrait, conversation: ConversationId, sender: UserId) -> Result<bool> {
+    let changed = db
+        .execute_raw(sql(
+            "UPDATE conversation_members SET posted = 1 WHERE conversation_id = ? AND user_id = ? AND posted = 0",
+            [conversation.into(), sender.into()],
+        ))
+        .await?;
+    Ok(changed.rows_affected() > 0)
+}
+
 /// A message already stored under `(sender, client_id)`, with the conversation it belongs to.
 pub async fn find_by_client_id(
     db: &impl ConnectionTrait,

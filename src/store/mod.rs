@@ -5,6 +5,7 @@
 //! wait for writes.
 pub mod entities;
 pub mod messages;
+pub mod permissions;
 pub mod users;
 
 use std::{str::FromStr, time::Duration};

@@ -67,17 +67,48 @@ pub async fn search_users(
         .map_err(Error::from)
 }
 
-pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64) -> Result<()> {
+pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64, address: &str) -> Result<()> {
     session::ActiveModel {
         id: Set(id.to_owned()),
         user_id: Set(user_id),
         created_at: Set(now_millis()),
         expires_at: Set(expires_at),
         revoked_at: Set(None),
+        address: Set(Some(address.to_owned())),
     }
     .insert(db)
     .await?;
     Ok(())
+}
+
+/// Revokes `user`'s live sessions beyond the newest `keep`, oldest first; each is logged, so
+/// their sockets close.
+pub async fn revoke_sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u32) -> Result<()> {
+    let now = now_millis();
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
+             ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+            [user_id.into(), now.into(), i64::from(keep).into()],
+        ))
+        .await?;
+    for row in rows {
+        let session: String = row.try_get("", "id")?;
+        revoke_session(db, user_id, &session).await?;
+    }
+    Ok(())
+}
+
+/// Addresses `user` made sessions from since `since` (newest first, at most 100).
+pub async fn session_addresses(db: &impl ConnectionTrait, user_id: UserId, since: i64) -> Result<Vec<String>> {
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT DISTINCT address FROM sessions WHERE user_id = ? AND created_at > ? AND address IS NOT NULL
+             ORDER BY created_at DESC LIMIT 100",
+            [user_id.into(), since.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get::<String>("", "address").map_err(Error::from)).collect()
 }
 
 /// The user behind a live session: not revoked, not expired, account enabled.
@@ -176,15 +207,33 @@ pub async fn delete_user(db: &impl ConnectionTrait, user_id: UserId) -> Result<(
     Ok(())
 }
 
-/// Everyone who shares a conversation with `user`: the people who may see their presence.
-pub async fn contacts(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
-    let rows = db
-        .query_all_raw(sql(
-            "SELECT DISTINCT peer.user_id FROM conversation_members me
-             JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
-             WHERE me.user_id = ?",
-            [user.into()],
-        ))
-        .await?;
+/// Who may see `user`'s presence: the people they have written to in a direct conversation.
+/// Someone who was only written to has not chosen to be seen, so a stranger's first message
+/// reveals nothing about them.
+pub async fn presence_audience(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
+    user_ids(
+        db,
+        "SELECT DISTINCT peer.user_id FROM conversation_members me
+         JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
+         WHERE me.user_id = ? AND me.posted = 1",
+        user,
+    )
+    .await
+}
+
+/// Whose presence `user` may see: the people who have written to them.
+pub async fn presence_visible(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
+    user_ids(
+        db,
+        "SELECT DISTINCT peer.user_id FROM conversation_members me
+         JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
+         WHERE me.user_id = ? AND peer.posted = 1",
+        user,
+    )
+    .await
+}
+
+async fn user_ids(db: &impl ConnectionTrait, query: &str, user: UserId) -> Result<Vec<UserId>> {
+    let rows = db.query_all_raw(sql(query, [user.into()])).await?;
     rows.iter().map(|r| r.try_get::<i64>("", "user_id").map_err(Error::from)).collect()
 }

@@ -45,7 +45,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(chatd::http::serve(listener, app.clone(), async move {
+        let task = tokio::spawn(app.clone().serve(listener, async move {
             let _ = stop.await;
         }));
         Self { addr, http: reqwest::Client::new(), data_dir, app, shutdown: Some(shutdown), task: Some(task) }
@@ -179,6 +179,18 @@ impl WsClient {
                 Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next text frame, or the close code (if any) when the server closes the socket first.
+    pub async fn try_recv(&mut self) -> Result<Value, Option<u16>> {
+        loop {
+            match tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame within 5 s") {
+                Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Err(None),
             }
         }
     }

@@ -14,6 +14,7 @@ const MAX_USERS_PAGE: u64 = 100;
 #[derive(Debug, Object)]
 pub struct UserDto {
     pub username: String,
+    /// Online, as far as the caller may know: false for people who have not written to them.
     pub online: bool,
 }
 
@@ -22,7 +23,8 @@ pub struct UsersApi;
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
     /// Users whose name contains `q` (all users when empty), online or not, best matches first.
-    /// The caller is not listed.
+    /// The caller is not listed. `online` is true only for people whose presence the caller may
+    /// see (who have written to them); for everyone else it is false.
     #[oai(path = "/users", method = "get", operation_id = "searchUsers")]
     async fn search(
         &self,
@@ -44,11 +46,8 @@ impl UsersApi {
             return Err(Error::InvalidParameter("q can be at most 32 characters long".into()).into());
         }
         let found = app.accounts.search(&query, &auth.0, limit).await?;
-        Ok(Json(
-            found
-                .into_iter()
-                .map(|u| UserDto { online: app.hub.is_online(u.id), username: u.username })
-                .collect(),
-        ))
+        let ids: Vec<_> = found.iter().map(|u| u.id).collect();
+        let online = app.chat.online_as_seen_by(&auth.0, &ids).await?;
+        Ok(Json(found.into_iter().zip(online).map(|(u, online)| UserDto { online, username: u.username }).collect()))
     }
 }
