@@ -31,7 +31,8 @@ pub fn run(config: &Config, file: Option<&Path>, command: ConfigCommand) -> anyh
 fn check(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
     // The same file `Config::load` read: the one asked for, else ./config.toml when present.
-    let file = file.map(Path::to_path_buf).or_else(|| Some(PathBuf::from("config.toml")).filter(|p| p.is_file()));
+    let default = Path::new("config.toml");
+    let file = file.map(Path::to_path_buf).or_else(|| default.is_file().then(|| default.to_path_buf()));
     if let Some(file) = &file {
         warnings.extend(unknown_file_keys(file, config)?);
     }
