@@ -1,8 +1,5 @@
 //! `chatd config check` and `chatd config show`.
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-};
+use std::{collections::BTreeSet, path::Path};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
