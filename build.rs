@@ -5,10 +5,18 @@
 //! - `CHATD_UI_DIST=<dir>`: embed an already built bundle (the folder holding `index.html`),
 //!   e.g. in a Docker stage that built the client with Node.
 //! - `CHATD_SKIP_UI=1`: embed a one-page placeholder, for quick server-only builds.
+//!
+//! Cargo hides a build script's output while it runs, so npm's output is echoed (shown by
+//! `cargo build -vv`, and by cargo when the build fails), and the time each step took and every
+//! warning npm or Angular printed come back as cargo `warning:` lines once the script is done.
 use std::{
     env, fs,
+    io::{BufRead, BufReader, Read},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::Instant,
 };
 
 const CLIENT_INPUTS: &[&str] =
@@ -59,13 +67,68 @@ fn npm() -> &'static str {
 }
 
 fn run(command: &mut Command, what: &str) {
-    let status = command.status().unwrap_or_else(|e| {
+    let started = Instant::now();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| {
         panic!(
             "{what}: cannot run npm ({e}). Building chatd needs Node.js and npm to build the web app; \
              set CHATD_SKIP_UI=1 for a server-only build, or CHATD_UI_DIST to a prebuilt bundle."
         )
     });
+    let (lines, received) = mpsc::channel();
+    let readers = [forward_lines(child.stdout.take(), lines.clone()), forward_lines(child.stderr.take(), lines)];
+    let mut warnings = Vec::new();
+    for line in received {
+        // Both streams go to stderr: this script's stdout is read by cargo as instructions.
+        eprintln!("{line}");
+        if is_warning(&line) {
+            warnings.push(line);
+        }
+    }
+    readers.into_iter().for_each(|reader| reader.join().expect("output reader"));
+    let status = child.wait().expect("wait for npm");
     assert!(status.success(), "{what} failed ({status}); see its output above");
+    // Cargo repeats these lines on later builds until the script runs again; say so.
+    println!("cargo:warning=web app: {what} took {} s (kept until client/ changes)", started.elapsed().as_secs());
+    for warning in &warnings {
+        println!("cargo:warning={what}: {}", warning.trim());
+    }
+    if !warnings.is_empty() {
+        println!("cargo:warning={what}: `cargo build -vv` shows the full output");
+    }
+}
+
+fn forward_lines(stream: Option<impl Read + Send + 'static>, lines: mpsc::Sender<String>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let Some(stream) = stream else { return };
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let _ = lines.send(strip_ansi(&line));
+        }
+    })
+}
+
+/// npm's `npm warn …` and Angular's `▲ [WARNING] …` / `Warning: …` lines.
+fn is_warning(line: &str) -> bool {
+    let line = line.trim_start();
+    let lowered = line.to_ascii_lowercase();
+    lowered.starts_with("npm warn") || line.contains("[WARNING]") || line.starts_with("Warning:")
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // A CSI sequence ends with a letter: `ESC [ 1 ; 3 3 m`.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn write_placeholder(ui: &Path) {

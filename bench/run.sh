@@ -111,6 +111,6 @@ command="bench/run.sh${smoke:+ --smoke}"
 [[ "$scenarios" != "8 1 2 3 6 4 5 7" ]] && command+=" --scenarios \"$scenarios\""
 [[ ${#extra[@]} -gt 0 ]] && command+=" -- ${extra[*]}"
 "$bench" report --out "$out" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-    --date "$(date -u +%F)" --command "$command" "${files[@]}"
+    --date "$(date -u +%F)" --command "$command" $smoke "${files[@]}"
 [[ -n "$smoke" ]] || echo "results written to $out" >&2
 exit "$failed"

@@ -4,11 +4,28 @@
 # the server's OpenAPI document, schemathesis against the OpenAPI document (anonymous and signed in),
 # a 20-second run of each fuzz target, the browser end-to-end suite (Debian's Chromium, installed here
 # when missing), and a seconds-long benchmark smoke run. Ends with one "N passed, N failed" line.
+#
+# Usage: bash scripts/test.sh [PART...]   with no PART, every part runs. Parts:
+#   rust  cargo's tests        schemathesis  the OpenAPI fuzzing run    fuzz  the fuzz smoke run
+#   client  unit tests and the API-client check    e2e  the browser suite    bench  the smoke run
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NG_CLI_ANALYTICS=false CARGO_TERM_COLOR=never
+all_parts=(rust schemathesis fuzz client e2e bench)
+parts=("$@")
+[ ${#parts[@]} -gt 0 ] || parts=("${all_parts[@]}")
+for part in "${parts[@]}"; do
+    if [[ " ${all_parts[*]} " != *" $part "* ]]; then
+        echo "scripts/test.sh: unknown part \`$part\`; parts: ${all_parts[*]}" >&2
+        exit 2
+    fi
+done
 log_dir=$(mktemp -d)
 failed_steps=()
+
+wanted() {
+    [[ " ${parts[*]} " == *" $1 "* ]]
+}
 
 step() {
     local name=$1
@@ -23,16 +40,18 @@ step() {
 }
 
 step client-install bash -c '[ -d client/node_modules ] || npm --prefix client ci --no-audit --no-fund'
-step build cargo build --locked --workspace
+if wanted rust || wanted schemathesis || wanted client || wanted e2e; then
+    step build cargo build --locked --workspace
+fi
 chatd_bin="$PWD/target/debug/chatd"
-step rust cargo test --locked --workspace --no-fail-fast
-step schemathesis env CHATD_BIN="$chatd_bin" bash tests/schemathesis/run.sh
-step fuzz-smoke bash scripts/fuzz-smoke.sh
-step client-unit npm --prefix client run test:unit
-step api-check env CHATD_BIN="$chatd_bin" npm --prefix client run api:check
-step e2e env CHATD_BIN="$chatd_bin" npm --prefix client run e2e
+wanted rust && step rust cargo test --locked --workspace --no-fail-fast
+wanted schemathesis && step schemathesis env CHATD_BIN="$chatd_bin" bash tests/schemathesis/run.sh
+wanted fuzz && step fuzz-smoke bash scripts/fuzz-smoke.sh
+wanted client && step client-unit npm --prefix client run test:unit
+wanted client && step api-check env CHATD_BIN="$chatd_bin" npm --prefix client run api:check
+wanted e2e && step e2e env CHATD_BIN="$chatd_bin" npm --prefix client run e2e
 # Keeps the load generator working: every scenario with small counts against a release server.
-step bench-smoke env CHATD_SKIP_UI=1 bash bench/run.sh --smoke
+wanted bench && step bench-smoke env CHATD_SKIP_UI=1 bash bench/run.sh --smoke
 
 # One closing line over every runner: cargo's "N passed; M failed", Vitest's "Tests  N passed",
 # Playwright's "N passed" / "N failed".

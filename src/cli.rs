@@ -30,15 +30,21 @@ pub enum Command {
     },
     /// Write every user, conversation and message as JSON Lines (consistent while serving)
     Export {
-        /// Output file, or `-` for standard output
+        /// Output file, or `-` for standard output; an existing file needs --force
         #[arg(short, long, default_value = "-", value_name = "FILE")]
         output: String,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Write a consistent snapshot of the database to FILE (safe while serving)
     Backup {
-        /// Where to write the snapshot; must not exist yet
+        /// Where to write the snapshot; an existing file needs --force
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
     },
     /// Read `chatd export` output into this database; running it twice changes nothing
     Import {
@@ -85,23 +91,38 @@ pub enum UserCommand {
     },
     /// Set a new password (same sources as `add`) and sign the user out everywhere
     Passwd {
+        /// The account's username
         name: String,
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Delete an account with its sessions and the messages it sent
-    Remove { name: String },
+    /// Delete an account with its sessions and the messages it sent (asks first on a terminal)
+    Remove {
+        /// The account's username
+        name: String,
+        /// Do not ask for confirmation (for scripts)
+        #[arg(long)]
+        yes: bool,
+    },
     /// Grant or take away administrator rights
     SetAdmin {
+        /// The account's username
         name: String,
-        #[arg(action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+        /// `true` makes the account an administrator, `false` takes the rights away
+        #[arg(action = clap::ArgAction::Set, value_parser = clap::value_parser!(bool))]
         admin: bool,
     },
     /// Block sign-in and end every session of the account
-    Disable { name: String },
+    Disable {
+        /// The account's username
+        name: String,
+    },
     /// Allow a disabled account to sign in again
-    Enable { name: String },
+    Enable {
+        /// The account's username
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -335,6 +335,8 @@ fn db_status(sandbox: &Sandbox) -> Vec<(String, String)> {
 #[test]
 fn db_migrate_runs_twice_and_status_lists_every_migration() {
     let sandbox = Sandbox::new();
+    // An empty file is an SQLite database with nothing applied yet.
+    fs::write(sandbox.path().join("chat.db"), "").unwrap();
     let before = db_status(&sandbox);
     let expected: Vec<String> = before.iter().map(|(_, n)| n.clone()).collect();
     assert_eq!(expected[..3], FIRST_MIGRATIONS, "oldest first");
@@ -351,6 +353,200 @@ fn db_migrate_runs_twice_and_status_lists_every_migration() {
     assert_eq!(after.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>(), expected);
     assert!(after.iter().all(|(state, _)| state == "applied"), "{after:?}");
     assert!(sandbox.path().join("chat.db").is_file(), "the database lives in the data directory");
+}
+
+#[test]
+fn db_status_without_a_database_fails_and_creates_nothing() {
+    let sandbox = Sandbox::new();
+    let missing = sandbox.path().join("not-yet");
+    let output = sandbox.chatd(&["db", "status"]).env("CHATD_DATA_DIR", &missing).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains(&format!("no database at {}", missing.join("chat.db").display())), "{stderr}");
+    assert!(!missing.exists(), "status created the data directory");
+
+    let output = sandbox.chatd(&["db", "status", "--json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "an existing data directory without chat.db: {}", stderr_of(&output));
+    assert!(!sandbox.path().join("chat.db").exists(), "status created a database");
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd serve: the first start
+
+#[test]
+fn the_first_start_logs_where_it_created_the_database_and_the_token_secret() {
+    let sandbox = Sandbox::new();
+    let output = sandbox.chatd(&["user", "add", "alice"]).env("CHATD_PASSWORD", PASSWORD).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    let database = sandbox.path().join("chat.db");
+    let secret = sandbox.path().join("jwt-secret");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("created a new, empty database") && l.contains(&database.display().to_string())),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("generated the token-signing secret") && l.contains(&secret.display().to_string())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "no colour codes when stderr is not a terminal: {stderr:?}");
+
+    let again = sandbox.chatd(&["user", "add", "bob"]).env("CHATD_PASSWORD", PASSWORD).output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", stderr_of(&again));
+    let stderr = stderr_of(&again);
+    assert!(!stderr.contains("created a new") && !stderr.contains("generated the"), "only the first start says so: {stderr}");
+}
+
+#[test]
+fn serve_on_a_taken_port_says_how_to_pick_another() {
+    let sandbox = Sandbox::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    let output = sandbox.chatd(&["serve"]).env("CHATD_LISTEN", address.to_string()).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains(&format!("cannot listen on {address}")) && stderr.contains("already in use"), "{stderr}");
+    assert!(stderr.contains("CHATD_LISTEN=127.0.0.1:") && stderr.contains("`listen = "), "names both ways to choose a port: {stderr}");
+}
+
+#[tokio::test]
+async fn the_request_log_gives_durations_in_hundredths_of_a_millisecond() {
+    let sandbox = Sandbox::new();
+    let mut served = sandbox.serve().await;
+    for _ in 0..5 {
+        served.http.get(served.url("/api/health")).send().await.unwrap();
+    }
+    served.terminate();
+    let log = served.log();
+    let durations: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("path=\"/api/health\""))
+        .map(|l| l.split("duration_ms=").nth(1).expect("a duration").split_whitespace().next().unwrap())
+        .collect();
+    assert!(durations.len() >= 5, "{log}");
+    for duration in durations {
+        let (whole, fraction) = duration.split_once('.').unwrap_or((duration, ""));
+        assert!(whole.parse::<u64>().is_ok() && fraction.len() <= 2 && fraction.chars().all(|c| c.is_ascii_digit()), "{duration}");
+    }
+    assert!(!log.contains('\x1b'), "no colour codes in a log file");
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd import beside a running server
+
+#[tokio::test]
+async fn import_and_a_second_server_refuse_while_serve_uses_the_database() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("alice", PASSWORD, false);
+    let export = sandbox.path().join("export.jsonl");
+    sandbox.chatd(&["export", "-o", export.to_str().unwrap()]).assert().success();
+    let mut served = sandbox.serve().await;
+
+    let output = sandbox.chatd(&["import", export.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    let pid = served.child.id();
+    assert!(stderr.contains(&format!("chatd serve (pid {pid}) is using the database")), "{stderr}");
+    assert!(stderr.contains("stop it"), "{stderr}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let output = sandbox.chatd(&["serve"]).env("CHATD_LISTEN", format!("127.0.0.1:{port}")).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "a second server on the same database");
+    assert!(stderr_of(&output).contains("one server per database"), "{}", stderr_of(&output));
+
+    assert!(served.terminate().success());
+    let output = sandbox.chatd(&["import", export.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "once the server is stopped: {}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("1 already present"), "{}", stderr_of(&output));
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd user remove, set-admin
+
+#[tokio::test]
+async fn user_remove_says_what_it_deletes_and_needs_yes_without_a_terminal() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("alice", PASSWORD, false);
+    sandbox.add_user("bob", PASSWORD, false);
+    sandbox.add_user("carol", PASSWORD, false);
+    let served = sandbox.serve().await;
+    let alice = served.token("alice", PASSWORD).await;
+    for (to, n) in [("bob", 0), ("bob", 1), ("carol", 2)] {
+        let (status, _) = served.post(&format!("/api/messages/{to}"), Some(&alice), json!({"body": "hi", "client_id": format!("r-{n}")})).await;
+        assert_eq!(status, 201);
+    }
+
+    // Standard input here is not a terminal, so nothing can be asked.
+    let output = sandbox.chatd(&["user", "remove", "alice"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("3 message(s)") && stderr.contains("2 conversation(s)"), "says what would go: {stderr}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert_eq!(served.signin("alice", PASSWORD).await.0, 200, "nothing was removed");
+
+    let output = sandbox.chatd(&["user", "remove", "alice", "--yes"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("removed user alice and 3 message(s)"), "{}", stderr_of(&output));
+    assert_eq!(served.signin("alice", PASSWORD).await.0, 401);
+    let bob = served.token("bob", PASSWORD).await;
+    let (status, history) = served.get("/api/messages/alice", &bob).await;
+    assert_eq!(status, 404, "{history}");
+}
+
+#[test]
+fn set_admin_documents_its_arguments_and_accepts_exactly_true_or_false() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("alice", PASSWORD, false);
+    let help = stdout_of(&sandbox.chatd(&["user", "set-admin", "--help"]).output().unwrap());
+    let described = |help: &str, argument: &str, text: &str| {
+        help.lines().any(|l| l.trim_start().starts_with(argument) && l.contains(text))
+    };
+    assert!(described(&help, "<NAME>", "The account's username"), "{help}");
+    assert!(described(&help, "<ADMIN>", "`true` makes the account an administrator"), "{help}");
+    assert!(help.contains("[possible values: true, false]"), "{help}");
+    for value in ["yes", "no", "0", "1", "off", "on", "TRUE"] {
+        let output = sandbox.chatd(&["user", "set-admin", "alice", value]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{value} is not in the help: {}", stderr_of(&output));
+    }
+    sandbox.chatd(&["user", "set-admin", "alice", "true"]).assert().success();
+    let listed = stdout_of(&sandbox.chatd(&["user", "list", "--json"]).output().unwrap());
+    let alice: Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!(alice["is_admin"], true);
+    for command in ["passwd", "remove", "disable", "enable"] {
+        let help = stdout_of(&sandbox.chatd(&["user", command, "--help"]).output().unwrap());
+        assert!(described(&help, "<NAME>", "The account's username"), "{command}: {help}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// chatd config check
+
+#[test]
+fn config_check_warns_about_unknown_keys_and_tables_in_the_file() {
+    let sandbox = Sandbox::new();
+    fs::write(
+        sandbox.path().join("config.toml"),
+        "listen_port = 3\n[databse]\nurl = \"sqlite://x.db\"\n[database]\nsynchronus = \"full\"\n[log]\nlevel = \"info\"\n",
+    )
+    .unwrap();
+    let output = sandbox.chatd(&["config", "check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "unknown keys are warnings: {}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    for warning in [
+        "unknown key `listen_port` in config.toml is ignored (did you mean `listen`?)",
+        "unknown table [databse] in config.toml is ignored (did you mean `database`?)",
+        "unknown key `database.synchronus` in config.toml is ignored (did you mean `database.synchronous`?)",
+    ] {
+        assert!(stderr.contains(warning), "{warning}\n{stderr}");
+    }
+    assert!(stderr.contains("(3 warning(s))") && !stderr.contains("`log"), "known keys pass: {stderr}");
+
+    // The same goes for a file named with -c, and no hint when nothing is close.
+    fs::write(sandbox.path().join("other.toml"), "frobnicate = true\n").unwrap();
+    let output = sandbox.chatd(&["-c", "other.toml", "config", "check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("unknown key `frobnicate` in other.toml is ignored\n"), "{}", stderr_of(&output));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -438,6 +634,28 @@ fn check_export(lines: &[Value], sent: &[Value]) {
         assert_eq!(line["client_id"], message["client_id"]);
         assert_eq!(line["created_at"], message["created_at"]);
     }
+}
+
+#[test]
+fn export_and_backup_overwrite_an_existing_file_only_with_force() {
+    let sandbox = Sandbox::new();
+    sandbox.add_user("alice", PASSWORD, false);
+    for (command, file) in [("export", "data.jsonl"), ("backup", "copy.db")] {
+        fs::write(sandbox.path().join(file), "keep me").unwrap();
+        let output = sandbox.chatd(&[command, "-o", file]).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(stderr_of(&output).contains(&format!("{file} already exists")) && stderr_of(&output).contains("--force"), "{command}: {}", stderr_of(&output));
+        assert_eq!(fs::read_to_string(sandbox.path().join(file)).unwrap(), "keep me", "{command} left the file alone");
+
+        let output = sandbox.chatd(&[command, "-o", file, "--force"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{command}: {}", stderr_of(&output));
+        assert_ne!(fs::read(sandbox.path().join(file)).unwrap(), b"keep me", "{command} --force replaced the file");
+    }
+    assert!(fs::read_to_string(sandbox.path().join("data.jsonl")).unwrap().contains("\"alice\""));
+    let restored = Sandbox::new();
+    fs::copy(sandbox.path().join("copy.db"), restored.path().join("chat.db")).unwrap();
+    let listed = stdout_of(&restored.chatd(&["user", "list"]).output().unwrap());
+    assert!(listed.contains("alice"), "the forced backup is a real database: {listed}");
 }
 
 #[test]

@@ -73,11 +73,11 @@ async fn admin_commands_change_accounts_and_close_their_sockets_within_seconds()
     let bob_again = server.signin("bob").await;
 
     // Removal: the account and its sessions are gone.
-    ok(&chatd(&dir, &["user", "remove", "bob"], &[], None));
+    ok(&chatd(&dir, &["user", "remove", "bob", "--yes"], &[], None));
     assert_eq!(server.get("/api/me", Some(bob_again.as_str())).await.0, 401);
     let (status, _) = server.post("/api/signin", None, json!({"username": "bob", "password": PASSWORD})).await;
     assert_eq!(status, 401);
-    failed(&chatd(&dir, &["user", "remove", "bob"], &[], None), 1, "no user with that name");
+    failed(&chatd(&dir, &["user", "remove", "bob", "--yes"], &[], None), 1, "no user with that name");
 }
 
 #[test]

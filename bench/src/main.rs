@@ -47,6 +47,9 @@ enum Command {
         /// The command that produced the results, recorded as is.
         #[arg(long, default_value = "")]
         command: String,
+        /// The results come from a smoke run: print them without judging them against the targets
+        #[arg(long)]
+        smoke: bool,
         /// The JSON files `chatd-bench scenario` printed.
         files: Vec<PathBuf>,
     },
@@ -150,8 +153,8 @@ fn main() -> ExitCode {
                     true
                 })
                 .map_err(Into::into),
-            Command::Report { out, commit, date, command, files } => {
-                report::write(&out, &commit, &date, &command, &files).map(|()| true)
+            Command::Report { out, commit, date, command, smoke, files } => {
+                report::write(&out, &commit, &date, &command, smoke, &files).map(|()| true)
             }
         }
     });

@@ -544,12 +544,8 @@ async fn cold_start(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
             }
             figures.set("seeded_db_mib", dir_bytes(seeded) as f64 / (1024.0 * 1024.0));
         }
-        log(format!(
-            "run {}: empty {:?} ms, seeded {:?} ms",
-            run + 1,
-            figures.get("cold_start_empty_ms"),
-            figures.get("cold_start_seeded_ms")
-        ));
+        let shown = |name| figures.get(name).map_or_else(|| "—".to_owned(), |ms| format!("{} ms", crate::report::format_number(ms)));
+        log(format!("run {}: empty {}, seeded {}", run + 1, shown("cold_start_empty_ms"), shown("cold_start_seeded_ms")));
         result.add_run(figures, failures);
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -671,7 +667,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 impl ScenarioResult {
-    fn new(scenario: u8, name: &str, params: serde_json::Value) -> Self {
+    pub(crate) fn new(scenario: u8, name: &str, params: serde_json::Value) -> Self {
         Self {
             scenario,
             name: name.to_owned(),
@@ -683,7 +679,7 @@ impl ScenarioResult {
         }
     }
 
-    fn add_run(&mut self, mut figures: Figures, failures: Vec<String>) {
+    pub(crate) fn add_run(&mut self, mut figures: Figures, failures: Vec<String>) {
         // The machine may be shared: record how busy it was.
         if let Some(load) = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split(' ').next()?.parse().ok()) {
             figures.set("load_avg_1m", load);
@@ -693,7 +689,7 @@ impl ScenarioResult {
         self.runs.push(figures);
     }
 
-    fn finish(mut self) -> Self {
+    pub(crate) fn finish(mut self) -> Self {
         self.figures = Figures::median(&self.runs);
         self
     }

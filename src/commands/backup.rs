@@ -1,5 +1,6 @@
 //! `chatd backup -o FILE`: SQLite's `VACUUM INTO` copies one consistent snapshot while the server
-//! keeps serving; the copy is then checked with `PRAGMA integrity_check`.
+//! keeps serving; the copy is then checked with `PRAGMA integrity_check`. An existing file is only
+//! replaced with `--force`, as with `chatd export -o`.
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -10,9 +11,13 @@ use crate::{
     store::{Store, sql},
 };
 
-pub async fn run(config: Config, output: &Path) -> anyhow::Result<()> {
+pub async fn run(config: Config, output: &Path, force: bool) -> anyhow::Result<()> {
     if output.exists() {
-        bail!("{} already exists; choose a new file", output.display());
+        if !force {
+            bail!("{} already exists; choose a new file, or pass --force to overwrite it", output.display());
+        }
+        // `VACUUM INTO` writes only to a new (or empty) file.
+        std::fs::remove_file(output).with_context(|| format!("cannot replace {}", output.display()))?;
     }
     let target = output.to_str().context("the backup path must be valid UTF-8")?;
     let store = Store::open(&config).await?;

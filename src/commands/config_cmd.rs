@@ -1,7 +1,7 @@
 //! `chatd config check` and `chatd config show`.
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, path::Path};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::Value;
 
 use crate::{cli::ConfigCommand, config::Config};
@@ -9,9 +9,9 @@ use crate::{cli::ConfigCommand, config::Config};
 /// Variables that configure the CLI itself rather than a configuration key.
 const CLI_VARIABLES: &[&str] = &["CHATD_CONFIG", "CHATD_PASSWORD"];
 
-pub fn run(config: &Config, command: ConfigCommand) -> anyhow::Result<()> {
+pub fn run(config: &Config, file: Option<&Path>, command: ConfigCommand) -> anyhow::Result<()> {
     match command {
-        ConfigCommand::Check => check(config),
+        ConfigCommand::Check => check(config, file),
         ConfigCommand::Show { json } => {
             let redacted = redacted(config)?;
             if json {
@@ -25,8 +25,14 @@ pub fn run(config: &Config, command: ConfigCommand) -> anyhow::Result<()> {
 }
 
 /// Loading already validated every value; this adds the warnings a person would want.
-fn check(config: &Config) -> anyhow::Result<()> {
+fn check(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
     let mut warnings = Vec::new();
+    // The same file `Config::load` read: the one asked for, else ./config.toml when present.
+    let default = Path::new("config.toml");
+    let file = file.map(Path::to_path_buf).or_else(|| default.is_file().then(|| default.to_path_buf()));
+    if let Some(file) = &file {
+        warnings.extend(unknown_file_keys(file, config)?);
+    }
     let known = known_variables(config)?;
     for (name, _) in std::env::vars() {
         if name.starts_with("CHATD_") && !known.contains(&name) && !CLI_VARIABLES.contains(&name.as_str()) {
@@ -104,6 +110,59 @@ fn known_variables(config: &Config) -> anyhow::Result<BTreeSet<String>> {
     Ok(names)
 }
 
+/// Keys and tables in the configuration file that no setting has; figment ignores them silently.
+fn unknown_file_keys(file: &Path, config: &Config) -> anyhow::Result<Vec<String>> {
+    fn walk(prefix: &str, given: &toml::Table, known: &serde_json::Map<String, Value>, file: &Path, out: &mut Vec<String>) {
+        for (key, value) in given {
+            let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match (known.get(key), value) {
+                (Some(Value::Object(children)), toml::Value::Table(table)) => walk(&name, table, children, file, out),
+                (Some(_), _) => {}
+                (None, value) => {
+                    let what = if value.is_table() { format!("table [{name}]") } else { format!("key `{name}`") };
+                    let hint = closest(key, known.keys().map(String::as_str))
+                        .map(|close| if prefix.is_empty() { close.to_owned() } else { format!("{prefix}.{close}") })
+                        .map(|close| format!(" (did you mean `{close}`?)"))
+                        .unwrap_or_default();
+                    out.push(format!("unknown {what} in {} is ignored{hint}", file.display()));
+                }
+            }
+        }
+    }
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let given: toml::Table = text.parse().with_context(|| format!("{} is not valid TOML", file.display()))?;
+    let Value::Object(known) = serde_json::to_value(config)? else { bail!("the configuration is not a table") };
+    let mut warnings = Vec::new();
+    walk("", &given, &known, file, &mut warnings);
+    Ok(warnings)
+}
+
+/// The known name nearest to a misspelt one, when it is near enough to be what was meant:
+/// within a third of its length in edits, or the start of it (`listen_port` → `listen`).
+fn closest<'a>(wrong: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .map(|name| (edit_distance(wrong, name), name))
+        .filter(|(distance, name)| {
+            distance * 3 <= wrong.len().max(name.len()) || (name.len() >= 4 && (wrong.starts_with(name) || name.starts_with(wrong)))
+        })
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance: insertions, deletions and substitutions of one character each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            current.push((previous[j] + usize::from(ca != *cb)).min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +174,17 @@ mod tests {
         assert!(names.contains("CHATD_DATABASE__URL"));
         assert!(names.contains("CHATD_AUTH__TOKEN_TTL_SECS"));
         assert!(!names.contains("CHATD_DATABASE"));
+    }
+
+    #[test]
+    fn suggests_the_key_a_typo_was_meant_to_be() {
+        let keys = ["listen", "data_dir", "database", "auth", "log", "limits"];
+        assert_eq!(edit_distance("databse", "database"), 1);
+        assert_eq!(edit_distance("", "log"), 3);
+        assert_eq!(closest("databse", keys.into_iter()), Some("database"));
+        assert_eq!(closest("listen_port", keys.into_iter()), Some("listen"));
+        assert_eq!(closest("datadir", keys.into_iter()), Some("data_dir"));
+        assert_eq!(closest("frobnicate", keys.into_iter()), None);
     }
 
     #[test]

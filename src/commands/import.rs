@@ -2,7 +2,7 @@
 //! conversations by their members, messages by (sender, client_id), so a second run changes
 //! nothing. Into an empty database every id is kept, so export → import → export is identical.
 //! Imported accounts have no password (exports carry none): set one with `chatd user passwd`.
-//! Run it while the server is stopped: a running server would not announce imported messages.
+//! It refuses to run while `chatd serve` uses the same database (see `store::files::DatabaseLock`).
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::export::EXPORT_FORMAT_VERSION;
 use crate::{
     config::Config,
-    store::{Store, messages::direct_key, sql},
+    store::{Store, files::DatabaseLock, messages::direct_key, sql},
 };
 
 /// Lines committed per transaction.
@@ -53,6 +53,8 @@ pub async fn run(config: Config, input: &str) -> anyhow::Result<()> {
     } else {
         Box::new(BufReader::new(std::fs::File::open(input).with_context(|| format!("cannot open {input}"))?))
     };
+    // A running server would neither see nor announce what is imported under it.
+    let _lock = DatabaseLock::acquire(&config, "import")?;
     let store = Store::open(&config).await?;
     store.migrate().await?;
     let counts = import(&store, reader).await?;

@@ -26,10 +26,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::serve(config).await,
         Command::User { command } => user::run(config, command).await,
         Command::Db { command } => db::run(config, command).await,
-        Command::Export { output } => export::run(config, &output).await,
-        Command::Backup { output } => backup::run(config, &output).await,
+        Command::Export { output, force } => export::run(config, &output, force).await,
+        Command::Backup { output, force } => backup::run(config, &output, force).await,
         Command::Import { input } => import::run(config, &input).await,
-        Command::Config { command } => config_cmd::run(&config, command),
+        Command::Config { command } => config_cmd::run(&config, cli.config.as_deref(), command),
         Command::Healthcheck { timeout } => healthcheck::run(&config, timeout).await,
         Command::Openapi => unreachable!("handled above"),
     }

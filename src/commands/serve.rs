@@ -1,7 +1,7 @@
 //! `chatd serve`: migrate, bind, serve until SIGINT or SIGTERM.
-use anyhow::Context;
+use anyhow::{Context, bail};
 
-use crate::{App, config::Config};
+use crate::{App, config::Config, store::files::DatabaseLock};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen_addr();
@@ -11,8 +11,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if config.metrics.enabled && config.metrics.token.is_empty() {
         tracing::warn!("metrics are public: /metrics needs no token (set metrics.token)");
     }
+    let _lock = DatabaseLock::acquire(&config, "serve")?;
     let app = App::open(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "cannot listen on {listen}: the address is already in use (another chatd, or another program, has port {port}). \
+             Pick another port with CHATD_LISTEN={ip}:{other} or `listen = \"{ip}:{other}\"` in the configuration file",
+            port = listen.port(),
+            ip = listen.ip(),
+            other = listen.port().wrapping_add(1).max(1),
+        ),
+        Err(error) => return Err(error).with_context(|| format!("cannot listen on {listen}")),
+    };
     let address = listener.local_addr()?;
     tracing::info!(%address, data_dir = %app.config.data_dir.display(), "chatd is listening on http://{address}");
     app.serve(listener, shutdown_signal()).await

@@ -30,9 +30,17 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
             accounts.change_password(&name, password.as_deref().unwrap_or_default()).await.map_err(explain)?;
             done(format!("changed the password of {}; their sessions are signed out", name.to_lowercase()));
         }
-        UserCommand::Remove { name } => {
-            accounts.remove_user(&name).await.map_err(explain)?;
-            done(format!("removed user {}", name.to_lowercase()));
+        UserCommand::Remove { name, yes } => {
+            let user = accounts.find_user(&name).await.map_err(explain)?;
+            let (messages, conversations) =
+                crate::store::users::removal_counts(&app.store.read, user.id).await.map_err(explain)?;
+            let what = format!(
+                "removing {} deletes the account, its sessions and the {messages} message(s) it sent in {conversations} conversation(s)",
+                user.username
+            );
+            confirm(&what, yes)?;
+            accounts.remove_user(&user.username).await.map_err(explain)?;
+            done(format!("removed user {} and {messages} message(s)", user.username));
         }
         UserCommand::SetAdmin { name, admin } => {
             accounts.set_admin(&name, admin).await.map_err(explain)?;
@@ -75,6 +83,24 @@ fn explain(error: Error) -> anyhow::Error {
         Error::Internal(cause) => cause,
         other => anyhow::anyhow!("{other}"),
     }
+}
+
+/// Goes ahead with `--yes`; otherwise asks on a terminal, and refuses without one.
+fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        eprintln!("{what}");
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("{what}; pass --yes to confirm (standard input is not a terminal, so chatd cannot ask)");
+    }
+    eprint!("{what}. Continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).context("cannot read the answer")?;
+    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        bail!("not confirmed; nothing was removed");
+    }
+    Ok(())
 }
 
 /// `--password-stdin`, else `CHATD_PASSWORD`, else a prompt on a terminal.

@@ -355,6 +355,7 @@ fn signing_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
     let secret = random_hex(32);
     write_private_file(&path, &secret).with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "generated the token-signing secret (keep it with the database)");
     Ok(secret.into_bytes())
 }
 

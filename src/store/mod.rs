@@ -4,6 +4,7 @@
 //! SQLite's "database is locked"; reads use a small pool of their own and, in WAL mode, never
 //! wait for writes.
 pub mod entities;
+pub mod files;
 pub mod messages;
 pub mod permissions;
 pub mod users;
@@ -43,6 +44,8 @@ impl Store {
         }
         let synchronous = SqliteSynchronous::from_str(&config.database.synchronous)
             .map_err(|e| anyhow::anyhow!("database.synchronous: {e}"))?;
+        let database_file = files::database_file(config);
+        let creating = database_file.as_ref().is_some_and(|file| !file.exists());
         let busy_timeout = Duration::from_millis(config.database.busy_timeout_ms);
         let connect = |max_connections: u32| {
             let mut options = ConnectOptions::new(url.clone());
@@ -73,6 +76,9 @@ impl Store {
         let read = Database::connect(connect(config.database.read_connections))
             .await
             .with_context(|| format!("cannot open database {url}"))?;
+        if let Some(file) = database_file.filter(|_| creating) {
+            tracing::info!(path = %file.display(), "created a new, empty database");
+        }
         Ok(Self { read, write, wal_budget_bytes: config.database.wal_budget_mib as i64 * 1024 * 1024 })
     }
 
@@ -82,11 +88,13 @@ impl Store {
 
     /// Names of the migrations and whether each is applied, oldest first.
     pub async fn migration_status(&self) -> anyhow::Result<Vec<(String, bool)>> {
-        let applied: Vec<String> = Migrator::get_applied_migrations(&self.write)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        // Asking the migrator would create its table: a status check must not write.
+        let tracked = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'";
+        let applied: Vec<String> = if self.read.query_one_raw(sql(tracked, [])).await?.is_some() {
+            Migrator::get_applied_migrations(&self.write).await?.iter().map(|m| m.name().to_owned()).collect()
+        } else {
+            Vec::new()
+        };
         Ok(Migrator::migrations()
             .iter()
             .map(|m| (m.name().to_owned(), applied.iter().any(|a| a == m.name())))

@@ -207,6 +207,19 @@ pub async fn delete_user(db: &impl ConnectionTrait, user_id: UserId) -> Result<(
     Ok(())
 }
 
+/// What removing `user_id` deletes with it: (messages it sent, conversations it is in).
+pub async fn removal_counts(db: &impl ConnectionTrait, user_id: UserId) -> Result<(u64, u64)> {
+    let row = db
+        .query_one_raw(sql(
+            "SELECT (SELECT COUNT(*) FROM messages WHERE sender_id = ?) AS messages,
+                    (SELECT COUNT(*) FROM conversation_members WHERE user_id = ?) AS conversations",
+            [user_id.into(), user_id.into()],
+        ))
+        .await?;
+    let count = |column: &str| row.as_ref().map_or(Ok(0), |r| r.try_get::<i64>("", column)).map(|n| n as u64);
+    Ok((count("messages")?, count("conversations")?))
+}
+
 /// Who may see `user`'s presence: the people they have written to in a direct conversation.
 /// Someone who was only written to has not chosen to be seen, so a stranger's first message
 /// reveals nothing about them.

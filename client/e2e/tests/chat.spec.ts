@@ -108,9 +108,17 @@ test('sign-up validates inline, and two people sign up', async () => {
   await alice.getByRole('button', { name: 'Create account' }).click();
   await expect(alice.locator('#username-error')).toContainText('letters, digits');
   await shotBoth(alice, 'signup-errors');
+  // Every broken rule at once, naming the character that is not allowed.
+  await alice.getByLabel('Username').fill('A!');
+  await alice.getByRole('button', { name: 'Create account' }).click();
+  await expect(alice.locator('#username-error')).toHaveText(
+    'At least 3 characters. Use only letters, digits, “_”, “.” and “-” (not “!”).',
+  );
 
   await signUp(alice, ALICE);
   await expect(alice.getByText('No conversations yet.')).toBeVisible();
+  // Signed in, the first thing to do is find someone: the search box has focus.
+  await expect(alice.getByLabel('Search people')).toBeFocused();
   await shotBoth(alice, 'empty');
   await signUp(bob, BOB);
 
@@ -156,7 +164,10 @@ test('A finds B and sends; B sees it live with A’s presence', async () => {
 test('B types and replies; A sees typing, the reply and a read receipt', async () => {
   await bob.getByTestId('composer').pressSequentially('Hello Al', { delay: 20 });
   await expect(alice.getByTestId('typing-indicator')).toHaveText(`${BOB} is typing…`);
-  await expect(alice.getByTestId('peer-status')).toHaveText('typing…');
+  // Once is enough: the header keeps showing presence, the open row in the list its preview.
+  await expect(alice.getByText('typing…')).toHaveCount(1);
+  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
+  await expect(conversationRow(alice, BOB).getByTestId('preview')).toBeVisible();
   await bob.getByTestId('composer').pressSequentially('ice', { delay: 20 });
   await bob.getByTestId('composer').press('Enter');
 
@@ -233,18 +244,22 @@ test('B goes offline, A sends three, B comes back and gets each once, in order',
   await expect(bodies(bob)).toHaveCount(6);
 });
 
-test('a send that fails offline is retried with the same id and stored once', async () => {
+test('a message written offline waits, sending…, and goes by itself once the network is back', async () => {
   await aliceContext.setOffline(true);
+  await expect(alice.getByTestId('connection-banner')).toContainText('chatd will reconnect');
   await send(alice, 'sent from a tunnel');
-  const failed = alice.getByTestId('message').filter({ hasText: 'sent from a tunnel' });
-  await expect(failed).toHaveAttribute('data-state', 'failed');
-  await expect(failed.getByTestId('retry')).toBeVisible();
-  await shot(alice, 'failed-send-desktop');
+  const queued = alice.getByTestId('message').filter({ hasText: 'sent from a tunnel' });
+  await expect(queued).toHaveAttribute('data-state', 'sending');
+  await expect(queued.getByTestId('delivery')).toHaveText('Sending…');
+  // Still waiting well past the ack timeout: unreachable is not refused.
+  await alice.waitForTimeout(11_000);
+  await expect(queued).toHaveAttribute('data-state', 'sending');
+  await expect(queued.getByTestId('retry')).toHaveCount(0);
+  await shot(alice, 'queued-send-desktop');
 
   await aliceContext.setOffline(false);
   await expect(alice.getByTestId('connection-banner')).toBeHidden({ timeout: 20_000 });
-  await failed.getByTestId('retry').click();
-  await expect(failed).toHaveAttribute('data-state', 'sent');
+  await expect(queued).toHaveAttribute('data-state', 'sent');
   await expect(bodies(bob).filter({ hasText: 'sent from a tunnel' })).toHaveCount(1);
   await alice.reload();
   await expect(bodies(alice).filter({ hasText: 'sent from a tunnel' })).toHaveCount(1);
@@ -417,6 +432,8 @@ test('the main flow works from the keyboard alone', async () => {
   await expect(alice.getByTestId('conversation')).toHaveCount(2);
   await alice.getByLabel('Search people').focus();
   await alice.keyboard.press('Tab');
+  await expect(alice.getByTestId('online-filter')).toBeFocused();
+  await alice.keyboard.press('Tab');
   const focused = alice.locator(':focus');
   await expect(focused).toHaveAttribute('data-testid', 'conversation');
   const peer = (await focused.getAttribute('data-peer'))!;
@@ -435,6 +452,64 @@ test('the main flow works from the keyboard alone', async () => {
   await alice.keyboard.press('Enter');
   await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
   await expect(alice.getByLabel('Search people')).toHaveValue('');
+});
+
+test('Ctrl+K jumps to any conversation; Esc closes the switcher, then the conversation', async () => {
+  const carol = `carol_${suffix}`;
+  await alice.goto(`/c/${BOB}`);
+  await expect(alice.getByTestId('composer')).toBeFocused();
+  await alice.keyboard.press('Control+k');
+  const switcher = alice.getByRole('dialog', { name: 'Jump to a conversation' });
+  await expect(switcher).toBeVisible();
+  await expect(switcher.getByRole('combobox')).toBeFocused();
+  await expect(switcher.getByRole('option')).toHaveCount(2);
+  await shotBoth(alice, 'quick-switcher');
+  await alice.keyboard.type(carol.slice(0, 4));
+  await expect(switcher.getByRole('option')).toHaveCount(1);
+  await expect(switcher.getByRole('option', { selected: true })).toContainText(carol);
+  await alice.keyboard.press('Enter');
+  await expect(switcher).toBeHidden();
+  await expect(alice.getByRole('heading', { level: 1, name: carol })).toBeVisible();
+  await expect(alice.getByTestId('composer')).toBeFocused();
+
+  // Esc closes what is open: first the switcher (focus goes back), then the conversation.
+  await alice.keyboard.press('Control+k');
+  await expect(switcher).toBeVisible();
+  await alice.keyboard.press('Escape');
+  await expect(switcher).toBeHidden();
+  await expect(alice.getByTestId('composer')).toBeFocused();
+  await alice.keyboard.press('Escape');
+  await expect(alice).toHaveURL(/\/$/);
+  await expect(alice.getByLabel('Search people')).toBeFocused();
+});
+
+test('a conversation with someone who does not exist says so', async () => {
+  await alice.goto('/c/doesnotexist');
+  await expect(
+    alice.getByRole('heading', { level: 1, name: 'No such conversation' }),
+  ).toBeVisible();
+  await expect(alice.getByText('There is no one called “doesnotexist”.')).toBeVisible();
+  await expect(alice.getByTestId('peer-status')).toHaveCount(0);
+  await expect(alice.getByTestId('composer')).toHaveCount(0);
+  await expect(alice.locator('main app-avatar')).toHaveCount(0);
+  await shotBoth(alice, 'no-such-conversation');
+  await expect(conversationRow(alice, 'doesnotexist')).toHaveCount(0);
+});
+
+test('who of my contacts is online shows without searching', async () => {
+  const carol = `carol_${suffix}`;
+  await alice.goto('/');
+  const filter = alice.getByTestId('online-filter');
+  // bob is signed in on his phone; carol only ever used the API.
+  await expect(filter).toHaveText(/Online now \(1\)/);
+  await filter.click();
+  await expect(filter).toHaveAttribute('aria-pressed', 'true');
+  await expect(alice.getByTestId('conversation')).toHaveCount(1);
+  await expect(conversationRow(alice, BOB)).toBeVisible();
+  await expect(conversationRow(alice, carol)).toHaveCount(0);
+  await shotBoth(alice, 'online-now');
+  await filter.click();
+  await expect(alice.getByTestId('conversation')).toHaveCount(2);
 });
 
 test('dark mode follows the system setting', async () => {

@@ -47,6 +47,10 @@ describe('AuthPage', () => {
     expect(el.querySelector('#username-error')?.textContent).toContain('At least 3');
     await type('username', 'al ice');
     expect(el.querySelector('#username-error')?.textContent).toContain('letters, digits');
+    await type('username', 'A!');
+    expect(el.querySelector('#username-error')?.textContent).toBe(
+      'At least 3 characters. Use only letters, digits, “_”, “.” and “-” (not “!”).',
+    );
     await type('username', 'alice');
     await type('password', 'short');
     await submit();

@@ -1,4 +1,5 @@
-//! The signed-in layout: connection banner, conversation sidebar and the open conversation.
+//! The signed-in layout: connection banner, conversation sidebar, the open conversation, and the
+//! keyboard shortcuts over all of them (Ctrl/Cmd+K jumps to a conversation, Esc closes).
 import {
   ChangeDetectionStrategy,
   Component,
@@ -7,18 +8,22 @@ import {
   inject,
   input,
   signal,
+  viewChild,
 } from '@angular/core';
 import { Api } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore } from '../core/chat-store';
+import { Nav } from '../core/nav';
 import { Session } from '../core/session';
 import { ConversationPane } from './conversation-pane';
 import { EmptyPane } from './empty-pane';
+import { QuickSwitcher } from './quick-switcher';
 import { Sidebar } from './sidebar';
 
 @Component({
   selector: 'app-chat-shell',
-  imports: [Sidebar, ConversationPane, EmptyPane],
+  imports: [Sidebar, ConversationPane, EmptyPane, QuickSwitcher],
+  host: { '(document:keydown)': 'onKey($event)' },
   templateUrl: './chat-shell.html',
   styleUrl: './chat-shell.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -31,6 +36,10 @@ export class ChatShell {
   protected readonly attention = inject(Attention);
   private readonly session = inject(Session);
   private readonly api = inject(Api);
+  private readonly nav = inject(Nav);
+  private readonly sidebar = viewChild.required(Sidebar);
+  protected readonly switcherOpen = signal(false);
+  private focusBeforeSwitcher: HTMLElement | null = null;
 
   private readonly now = signal(Date.now());
   protected readonly banner = computed(() => {
@@ -59,6 +68,41 @@ export class ChatShell {
       clearInterval(tick);
       this.store.stop();
     });
+  }
+
+  protected onKey(event: KeyboardEvent): void {
+    if (event.defaultPrevented || event.isComposing) return;
+    const mod = (event.ctrlKey || event.metaKey) && !event.altKey && !event.shiftKey;
+    if (mod && event.key.toLowerCase() === 'k') {
+      event.preventDefault();
+      if (this.switcherOpen()) this.closeSwitcher();
+      else this.openSwitcher();
+    } else if (event.key === 'Escape' && this.peer()) {
+      event.preventDefault();
+      this.nav.go('/');
+      this.sidebar().focusSearch();
+    }
+  }
+
+  protected openSwitcher(): void {
+    const focused = document.activeElement;
+    this.focusBeforeSwitcher = focused instanceof HTMLElement ? focused : null;
+    this.switcherOpen.set(true);
+  }
+
+  protected closeSwitcher(): void {
+    this.switcherOpen.set(false);
+    this.focusBeforeSwitcher?.focus();
+    this.focusBeforeSwitcher = null;
+  }
+
+  protected jumpTo(peer: string): void {
+    const same = peer === this.peer()?.toLowerCase();
+    this.switcherOpen.set(false);
+    // A newly opened conversation puts focus in its composer; the same one gets focus back.
+    if (same) this.focusBeforeSwitcher?.focus();
+    this.focusBeforeSwitcher = null;
+    this.nav.go(`/c/${encodeURIComponent(peer)}`);
   }
 
   protected reconnect(): void {

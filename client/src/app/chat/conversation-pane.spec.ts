@@ -136,5 +136,22 @@ describe('ConversationPane', () => {
     const { el } = await render();
     expect(el.textContent).toContain('There is no one called “bob”.');
     expect(el.querySelector('[data-testid="composer"]')).toBeNull();
+    // No avatar or presence for someone who is not there.
+    expect(el.querySelector('#pane-title')!.textContent).toBe('No such conversation');
+    expect(el.querySelector('app-avatar')).toBeNull();
+    expect(el.querySelector('[data-testid="peer-status"]')).toBeNull();
+    expect(el.textContent).not.toContain('Offline');
+  });
+
+  it('shows typing once, above the composer, and presence stays in the header', async () => {
+    const { fixture, el, socket } = await render();
+    socket.receive({ type: 'presence', username: 'bob', online: true });
+    socket.receive({ type: 'typing', from: 'bob' });
+    await fixture.whenStable();
+    expect(el.querySelector('[data-testid="typing-indicator"]')!.textContent).toContain(
+      'bob is typing…',
+    );
+    expect(el.querySelector('[data-testid="peer-status"]')!.textContent!.trim()).toBe('Online');
+    expect(el.textContent!.match(/typing…/g)).toHaveLength(1);
   });
 });

@@ -16,6 +16,10 @@ import { ChangeDetectionStrategy, Component } from '@angular/core';
       </svg>
       <h2>Your messages</h2>
       <p>Pick a conversation, or search for someone to start a new one.</p>
+      <p class="keys">
+        <kbd>Ctrl</kbd> + <kbd>K</kbd> (<kbd>⌘</kbd> <kbd>K</kbd> on a Mac) jumps to any
+        conversation; <kbd>Esc</kbd> closes it again.
+      </p>
     </div>
   `,
   styles: `
@@ -42,6 +46,18 @@ import { ChangeDetectionStrategy, Component } from '@angular/core';
     }
     p {
       margin: 0;
+    }
+    .keys {
+      margin-top: 12px;
+      font-size: 0.85rem;
+      color: var(--text-3);
+    }
+    kbd {
+      padding: 1px 5px;
+      border: 1px solid var(--border);
+      border-radius: 4px;
+      font: inherit;
+      font-size: 0.8rem;
     }
   `,
   changeDetection: ChangeDetectionStrategy.OnPush,

@@ -3,10 +3,13 @@ import {
   ChangeDetectionStrategy,
   Component,
   DestroyRef,
+  ElementRef,
+  afterNextRender,
   computed,
   inject,
   output,
   signal,
+  viewChild,
 } from '@angular/core';
 import { ApiError, type UserSummary } from '../api/api';
 import { Attention } from '../core/attention';
@@ -45,6 +48,9 @@ export class Sidebar {
   protected readonly results = signal<UserSummary[] | null>(null);
   protected readonly searching = signal(false);
   protected readonly searchError = signal<string | null>(null);
+  /** Show only the contacts who are online now. */
+  protected readonly onlineOnly = signal(false);
+  private readonly searchBox = viewChild.required<ElementRef<HTMLInputElement>>('search');
   private searchTimer: ReturnType<typeof setTimeout> | null = null;
   private searchSeq = 0;
   private readonly clock = signal(Date.now());
@@ -52,6 +58,7 @@ export class Sidebar {
   protected readonly rows = computed<Row[]>(() => {
     const now = new Date(this.clock());
     const me = this.store.me();
+    const active = this.store.active();
     return this.store.conversations().map((c: Conversation) => {
       const last = lastMessage(c);
       return {
@@ -62,10 +69,15 @@ export class Sidebar {
         fromMe: last?.from === me,
         time: last ? listTime(last.createdAt, now) : '',
         iso: last?.createdAt ?? '',
-        typing: c.typing,
+        // The open conversation shows typing above its composer; once is enough.
+        typing: c.typing && c.peer !== active,
       };
     });
   });
+  protected readonly onlineCount = computed(() => this.rows().filter((r) => r.online).length);
+  protected readonly shownRows = computed(() =>
+    this.onlineOnly() ? this.rows().filter((r) => r.online) : this.rows(),
+  );
 
   constructor() {
     const timer = setInterval(() => this.clock.set(Date.now()), 60_000);
@@ -73,6 +85,25 @@ export class Sidebar {
       clearInterval(timer);
       if (this.searchTimer) clearTimeout(this.searchTimer);
     });
+    // Signed in with no conversation open: the first thing to do is find someone. Not on touch
+    // screens, where focusing would pop the keyboard up unasked.
+    afterNextRender(() => {
+      const idle = !document.activeElement || document.activeElement === document.body;
+      if (
+        idle &&
+        this.store.active() === null &&
+        !globalThis.matchMedia?.('(pointer: coarse)').matches
+      )
+        this.focusSearch();
+    });
+  }
+
+  focusSearch(): void {
+    this.searchBox().nativeElement.focus();
+  }
+
+  protected toggleOnlineOnly(): void {
+    this.onlineOnly.update((on) => !on);
   }
 
   protected onQuery(value: string): void {
@@ -110,7 +141,11 @@ export class Sidebar {
   }
 
   protected onSearchKey(event: KeyboardEvent): void {
-    if (event.key === 'Escape') this.clearSearch();
+    if (event.key === 'Escape' && this.query()) {
+      // Handled: an open conversation stays open.
+      event.preventDefault();
+      this.clearSearch();
+    }
     if (event.key === 'Enter') {
       // Enter opens the best match, so a known name is two keystrokes away.
       const first = this.results()?.[0];

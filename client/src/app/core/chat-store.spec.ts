@@ -1,9 +1,12 @@
 import { TestBed } from '@angular/core/testing';
-import { Api } from '../api/api';
+import { Api, ApiError } from '../api/api';
 import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
 import { ChatStore, countFrom, mergeById, unreadStart, type ChatMessage } from './chat-store';
 import { SOCKET_FACTORY } from './realtime';
 import { Session } from './session';
+
+/** Longer than the store waits for an ack on a live socket. */
+const ACK_WAIT_MS = 11_000;
 
 describe('ChatStore', () => {
   let api: FakeApi;
@@ -135,6 +138,48 @@ describe('ChatStore', () => {
     socket.receive({ type: 'ack', client_id: clientId, message: stored });
     expect(store.conversation('bob')!.messages.map((m) => m.id)).toEqual([8]);
     expect(store.conversation('bob')!.outbox).toEqual([]);
+  });
+
+  it('keeps a message written offline queued and sends it with its client id on reconnect', async () => {
+    await store.start();
+    api.sendImpl = () => Promise.reject(new ApiError(0, 'network', 'Can’t reach chatd.'));
+    store.send('bob', 'from a tunnel');
+    await settle();
+    const queued = store.conversation('bob')!.outbox[0];
+    expect(api.sends.map((s) => s.clientId)).toEqual([queued.clientId]);
+    expect(queued.state).toBe('sending');
+    vi.advanceTimersByTime(60_000);
+    expect(store.conversation('bob')!.outbox[0].state).toBe('sending');
+
+    const socket = FakeSocket.latest();
+    socket.open();
+    socket.receive({ type: 'ready', username: 'alice', last_id: 0 });
+    expect(socket.sentOfType('send_message')).toEqual([
+      { type: 'send_message', to: 'bob', body: 'from a tunnel', client_id: queued.clientId },
+    ]);
+    const stored = message('alice', 'bob', 'from a tunnel', { id: 3, client_id: queued.clientId! });
+    socket.receive({ type: 'ack', client_id: queued.clientId!, message: stored });
+    expect(store.conversation('bob')!.outbox).toEqual([]);
+    expect(store.conversation('bob')!.messages.map((m) => [m.id, m.state])).toEqual([[3, 'sent']]);
+  });
+
+  it('keeps waiting for an ack the lost socket never delivered instead of failing', async () => {
+    const socket = await startConnected();
+    store.send('bob', 'in flight');
+    socket.drop();
+    vi.advanceTimersByTime(ACK_WAIT_MS);
+    expect(store.conversation('bob')!.outbox[0].state).toBe('sending');
+  });
+
+  it('fails a message the REST API refuses, with the reason, for Retry', async () => {
+    await store.start();
+    api.sendImpl = () => Promise.reject(new ApiError(422, 'invalid_body', 'body is too long'));
+    store.send('bob', 'x');
+    await settle();
+    expect(store.conversation('bob')!.outbox[0]).toMatchObject({
+      state: 'failed',
+      error: 'body is too long',
+    });
   });
 
   it('fails a message the server refuses, with the reason', async () => {

@@ -657,7 +657,11 @@ export class ChatStore {
     if (sent) {
       this.ackTimers.set(
         clientId,
-        setTimeout(() => this.fail(clientId, 'No answer from the server.'), ACK_TIMEOUT_MS),
+        setTimeout(() => {
+          this.ackTimers.delete(clientId);
+          // The socket went away meanwhile: the next `ready` sends it again; no need to fail it.
+          if (this.realtime.state() === 'open') this.fail(clientId, 'No answer from the server.');
+        }, ACK_TIMEOUT_MS),
       );
       return;
     }
@@ -665,7 +669,12 @@ export class ChatStore {
     this.api
       .send(message.to, message.body, clientId)
       .then((stored) => this.ingest(fromServer(stored), 'own'))
-      .catch((e: unknown) => this.fail(clientId, e instanceof ApiError ? e.message : 'Not sent.'));
+      .catch((e: unknown) => {
+        // Unreachable is not refused: it stays queued, and the next `ready` sends it with the
+        // same client id, so it is stored once even if this attempt did arrive.
+        if (e instanceof ApiError && e.code === 'network') return;
+        this.fail(clientId, e instanceof ApiError ? e.message : 'Not sent.');
+      });
   }
 
   private fail(clientId: string, error: string): void {

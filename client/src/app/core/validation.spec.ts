@@ -14,6 +14,18 @@ describe('account rules', () => {
     expect(usernameProblem('bøb')).toContain('letters, digits');
   });
 
+  it('names every rule a username breaks, and the characters that are not allowed', () => {
+    expect(usernameProblem('A!')).toBe(
+      'At least 3 characters. Use only letters, digits, “_”, “.” and “-” (not “!”).',
+    );
+    expect(usernameProblem('no spaces, é!')).toBe(
+      'Use only letters, digits, “_”, “.” and “-” (not spaces, “,”, “é”, “!”).',
+    );
+    expect(usernameProblem(`${'x'.repeat(33)}#`)).toBe(
+      'At most 32 characters. Use only letters, digits, “_”, “.” and “-” (not “#”).',
+    );
+  });
+
   it('checks password length bounds', () => {
     expect(passwordProblem('')).toBe('Enter a password.');
     expect(passwordProblem('1234567')).toContain('At least 8');

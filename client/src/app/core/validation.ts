@@ -6,13 +6,19 @@ export const PASSWORD_MIN = 8;
 export const PASSWORD_MAX = 128;
 export const MESSAGE_MAX = 4000;
 
+/** Every rule the name breaks, in one sentence each, so one correction is enough. */
 export function usernameProblem(value: string): string | null {
   const name = value.trim();
   if (name.length === 0) return 'Choose a username.';
-  if (name.length < USERNAME_MIN) return `At least ${USERNAME_MIN} characters.`;
-  if (name.length > USERNAME_MAX) return `At most ${USERNAME_MAX} characters.`;
-  if (!/^[a-zA-Z0-9_.-]+$/.test(name)) return 'Use only letters, digits, “_”, “.” and “-”.';
-  return null;
+  const problems: string[] = [];
+  if (name.length < USERNAME_MIN) problems.push(`At least ${USERNAME_MIN} characters.`);
+  if (name.length > USERNAME_MAX) problems.push(`At most ${USERNAME_MAX} characters.`);
+  const others = [...new Set(name.replace(/[a-zA-Z0-9_.-]/g, ''))];
+  if (others.length > 0) {
+    const named = others.map((c) => (c === ' ' ? 'spaces' : `“${c}”`)).join(', ');
+    problems.push(`Use only letters, digits, “_”, “.” and “-” (not ${named}).`);
+  }
+  return problems.length > 0 ? problems.join(' ') : null;
 }
 
 export function passwordProblem(value: string): string | null {

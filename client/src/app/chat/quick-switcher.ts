@@ -1,0 +1,207 @@
+//! Ctrl/Cmd+K: a filterable list of my conversations; arrows move, Enter opens, Esc closes.
+import {
+  ChangeDetectionStrategy,
+  Component,
+  ElementRef,
+  afterNextRender,
+  computed,
+  inject,
+  output,
+  signal,
+  viewChild,
+} from '@angular/core';
+import { ChatStore } from '../core/chat-store';
+import { Avatar } from '../ui/avatar';
+
+/** Names containing the query, those starting with it first; all of them for an empty query. */
+export function matchPeers(peers: readonly string[], query: string): string[] {
+  const q = query.trim().toLowerCase();
+  if (!q) return [...peers];
+  const starts = peers.filter((p) => p.startsWith(q));
+  const contains = peers.filter((p) => !p.startsWith(q) && p.includes(q));
+  return [...starts, ...contains];
+}
+
+@Component({
+  selector: 'app-quick-switcher',
+  imports: [Avatar],
+  template: `
+    <div class="backdrop" (click)="closed.emit()" aria-hidden="true"></div>
+    <div
+      class="dialog"
+      role="dialog"
+      aria-modal="true"
+      aria-labelledby="switcher-title"
+      (keydown)="onKey($event)"
+      data-testid="quick-switcher"
+    >
+      <h2 id="switcher-title" class="sr-only">Jump to a conversation</h2>
+      <input
+        #box
+        type="text"
+        role="combobox"
+        aria-label="Jump to a conversation"
+        aria-expanded="true"
+        aria-controls="switcher-list"
+        aria-autocomplete="list"
+        [attr.aria-activedescendant]="matches().length > 0 ? 'switcher-' + selected() : null"
+        placeholder="Jump to a conversation"
+        autocomplete="off"
+        autocapitalize="none"
+        spellcheck="false"
+        [value]="query()"
+        (input)="onQuery(box.value)"
+        data-testid="switcher-input"
+      />
+      <ul id="switcher-list" role="listbox" aria-label="Conversations">
+        @for (peer of matches(); track peer; let i = $index) {
+          <li
+            role="option"
+            [id]="'switcher-' + i"
+            [attr.aria-selected]="i === selected()"
+            (click)="chosen.emit(peer)"
+            (mousemove)="selected.set(i)"
+            data-testid="switcher-option"
+          >
+            <app-avatar [name]="peer" [presence]="store.isOnline(peer)" style="--size: 28px" />
+            <span class="name">{{ peer }}</span>
+            <span class="presence" [class.on]="store.isOnline(peer)">{{
+              store.isOnline(peer) ? 'Online' : 'Offline'
+            }}</span>
+          </li>
+        }
+      </ul>
+      @if (matches().length === 0) {
+        <p class="none" role="status">
+          {{
+            query().trim()
+              ? 'No conversation matches “' + query().trim() + '”.'
+              : 'No conversations yet.'
+          }}
+        </p>
+      }
+      <p class="hint" aria-hidden="true">↑ ↓ to move · Enter to open · Esc to close</p>
+    </div>
+  `,
+  styles: `
+    .backdrop {
+      position: fixed;
+      inset: 0;
+      z-index: 20;
+      background: rgb(0 0 0 / 35%);
+    }
+    .dialog {
+      position: fixed;
+      z-index: 21;
+      top: 12vh;
+      left: 50%;
+      width: min(480px, calc(100vw - 24px));
+      transform: translateX(-50%);
+      padding: 12px;
+      border-radius: var(--radius);
+      background: var(--surface);
+      box-shadow: var(--shadow);
+    }
+    input {
+      width: 100%;
+      height: 44px;
+      padding: 0 14px;
+      border: 1px solid var(--accent);
+      border-radius: var(--radius-sm);
+      background: var(--surface);
+      box-shadow: 0 0 0 3px var(--accent-soft);
+    }
+    input:focus {
+      outline: none;
+    }
+    ul {
+      list-style: none;
+      margin: 8px 0 0;
+      padding: 0;
+      max-height: 50vh;
+      overflow-y: auto;
+    }
+    li {
+      display: flex;
+      align-items: center;
+      gap: 10px;
+      padding: 8px 10px;
+      border-radius: var(--radius-sm);
+      cursor: pointer;
+    }
+    li[aria-selected='true'] {
+      background: var(--accent-soft);
+    }
+    .name {
+      flex: 1;
+      font-weight: 600;
+    }
+    .presence {
+      font-size: 0.8rem;
+      color: var(--text-3);
+    }
+    .presence.on {
+      color: var(--online-text);
+    }
+    .none,
+    .hint {
+      margin: 10px 4px 0;
+      color: var(--text-2);
+    }
+    .hint {
+      font-size: 0.8rem;
+      color: var(--text-3);
+    }
+  `,
+  changeDetection: ChangeDetectionStrategy.OnPush,
+})
+export class QuickSwitcher {
+  protected readonly store = inject(ChatStore);
+  readonly chosen = output<string>();
+  readonly closed = output<void>();
+
+  protected readonly query = signal('');
+  protected readonly selected = signal(0);
+  protected readonly matches = computed(() =>
+    matchPeers(
+      this.store.conversations().map((c) => c.peer),
+      this.query(),
+    ),
+  );
+  private readonly box = viewChild.required<ElementRef<HTMLInputElement>>('box');
+
+  constructor() {
+    afterNextRender(() => this.box().nativeElement.focus());
+  }
+
+  protected onQuery(value: string): void {
+    this.query.set(value);
+    this.selected.set(0);
+  }
+
+  protected onKey(event: KeyboardEvent): void {
+    const count = this.matches().length;
+    switch (event.key) {
+      case 'ArrowDown':
+      case 'ArrowUp':
+        event.preventDefault();
+        if (count > 0)
+          this.selected.update((i) => (i + (event.key === 'ArrowDown' ? 1 : count - 1)) % count);
+        break;
+      case 'Enter': {
+        event.preventDefault();
+        const peer = this.matches()[this.selected()];
+        if (peer) this.chosen.emit(peer);
+        break;
+      }
+      case 'Escape':
+        event.preventDefault();
+        this.closed.emit();
+        break;
+      case 'Tab':
+        // A modal dialog keeps focus inside; the box is its only control.
+        event.preventDefault();
+        break;
+    }
+  }
+}
