@@ -940,26 +940,29 @@ async fn unknown_api_paths_get_a_json_404() {
 #[tokio::test]
 async fn the_web_app_is_served_at_the_root_and_for_client_routes() {
     let server = TestServer::start().await;
-    let root = server.http.get(server.url("/")).send().await.unwrap();
-    assert_eq!(root.status().as_u16(), 200);
-    let headers = root.headers().clone();
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"), "{headers:?}");
-    assert_eq!(headers["cache-control"], "no-cache");
-    let etag = headers["etag"].to_str().unwrap().to_owned();
-    let page = root.text().await.unwrap();
+    // Each page carries a fresh style nonce, and the policy of its own response allows that one.
+    let page_of = |response: reqwest::Response| async move {
+        let headers = response.headers().clone();
+        assert_eq!(response.status().as_u16(), 200);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"), "{headers:?}");
+        assert_eq!(headers["cache-control"], "no-store", "a cached page would carry a stale nonce");
+        let csp = headers["content-security-policy"].to_str().unwrap().to_owned();
+        let page = response.text().await.unwrap();
+        let at = page.to_ascii_lowercase().find("ngcspnonce=\"").expect("the page names a nonce") + "ngcspnonce=\"".len();
+        let nonce = page[at..].split('"').next().unwrap();
+        assert_eq!(nonce.len(), 32, "{nonce}");
+        assert!(csp.contains(&format!("style-src 'self' 'nonce-{nonce}';")), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        (page.replace(nonce, "N"), nonce.to_owned())
+    };
+    let (page, first_nonce) = page_of(server.http.get(server.url("/")).send().await.unwrap()).await;
     assert!(page.to_ascii_lowercase().contains("<html"), "{page}");
 
-    for route in ["/chat/bob", "/signin", "/chat/bob/"] {
-        let response = server.http.get(server.url(route)).send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{route}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "{route}");
-        assert_eq!(response.headers()["cache-control"], "no-cache", "{route}");
-        assert_eq!(response.text().await.unwrap(), page, "{route} serves index.html");
+    for route in ["/chat/bob", "/signin", "/chat/bob/", "/index.html"] {
+        let (same, nonce) = page_of(server.http.get(server.url(route)).send().await.unwrap()).await;
+        assert_eq!(same, page, "{route} serves index.html");
+        assert_ne!(nonce, first_nonce, "{route}: a nonce is never reused");
     }
-    let index = server.http.get(server.url("/index.html")).send().await.unwrap();
-    assert_eq!(index.headers()["cache-control"], "no-cache");
-    let cached = server.http.get(server.url("/")).header("if-none-match", &etag).send().await.unwrap();
-    assert_eq!(cached.status().as_u16(), 304);
     // A missing file is not answered with the page.
     assert_eq!(server.http.get(server.url("/missing-file.js")).send().await.unwrap().status().as_u16(), 404);
 }

@@ -645,3 +645,24 @@ fn config_check_says_loudly_that_metrics_without_a_token_are_public() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("METRICS ARE PUBLIC"));
 }
+
+#[test]
+fn config_check_warns_about_limits_switched_off_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |listen: &str| {
+        let output = std::process::Command::cargo_bin("chatd")
+            .unwrap()
+            .args(["config", "check"])
+            .env("CHATD_DATA_DIR", dir.path())
+            .env("CHATD_LISTEN", listen)
+            .env("CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR", "0")
+            .env_remove("CHATD_CONFIG")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let public = check("0.0.0.0:3000");
+    assert!(public.contains("rate_limits.signups_per_address_per_hour = 0 means no limit at all"), "{public}");
+    assert!(!check("127.0.0.1:3000").contains("means no limit"), "a loopback-only server is someone's test bed");
+}

@@ -50,6 +50,14 @@ fn check(config: &Config, file: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     warnings.extend(crate::store::permissions::loose_modes(&config.data_dir));
+    if !config.listen_addr().ip().is_loopback() {
+        for limit in config.rate_limits.switched_off() {
+            warnings.push(format!(
+                "rate_limits.{limit} = 0 means no limit at all, on a server listening on {}",
+                config.listen
+            ));
+        }
+    }
     if config.database.synchronous == "normal" {
         warnings.push("database.synchronous = \"normal\": acked messages may be lost on power failure".into());
     }

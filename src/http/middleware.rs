@@ -11,10 +11,17 @@ use poem::{
 use super::error::json_response;
 use crate::{App, monitoring};
 
-/// The web app needs no inline scripts; Angular sets some inline styles. `connect-src 'self'`
-/// covers the server's own `ws:`/`wss:` origin and nothing else.
-const APP_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
-    connect-src 'self'; font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+/// The web app needs no inline scripts and no inline styles but the ones Angular adds, which
+/// carry the nonce of the page that loaded it (see `spa`). `connect-src 'self'` covers the
+/// server's own `ws:`/`wss:` origin and nothing else.
+pub fn app_csp(style_nonce: Option<&str>) -> String {
+    let styles = style_nonce.map(|nonce| format!(" 'nonce-{nonce}'")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'{styles}; img-src 'self' data:; connect-src 'self'; \
+         font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
+}
+
 /// The API docs page is one HTML document with its script inline.
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; frame-ancestors 'none'; base-uri 'self'";
@@ -24,9 +31,14 @@ pub async fn secure_and_log<E: Endpoint>(next: E, req: Request) -> Result<Respon
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut response = next.call(req).await?.into_response();
-    let csp = if path.starts_with("/api/docs") { DOCS_CSP } else { APP_CSP };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    if path.starts_with("/api/docs") {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP));
+    } else if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        static APP_CSP: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+        let csp = APP_CSP.get_or_init(|| HeaderValue::from_str(&app_csp(None)).expect("a valid header"));
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+    }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

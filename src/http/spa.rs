@@ -1,5 +1,5 @@
-//! The embedded web app: files from the client build, `index.html` for client-side routes,
-//! ETags with 304s, `no-cache` on `index.html` and a year of caching on content-hashed assets.
+//! The embedded web app: files from the client build, `index.html` for client-side routes (with a
+//! fresh style nonce, never cached), ETags with 304s, and a year of caching on content-hashed assets.
 use poem::{
     Request, Response, handler,
     http::{StatusCode, header},
@@ -27,14 +27,32 @@ pub fn serve_ui(req: &Request) -> Response {
             None => return Response::builder().status(StatusCode::NOT_FOUND).body("the web app is not built in"),
         },
     };
+    if name == INDEX {
+        return index_page(&file.data);
+    }
     let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
-    let cache = if name == INDEX || !is_content_hashed(name) { "no-cache" } else { "public, max-age=31536000, immutable" };
+    let cache = if is_content_hashed(name) { "public, max-age=31536000, immutable" } else { "no-cache" };
     let fresh = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
     let builder = Response::builder().header(header::ETAG, etag).header(header::CACHE_CONTROL, cache);
     if fresh {
         return builder.status(StatusCode::NOT_MODIFIED).finish();
     }
     builder.content_type(file.metadata.mimetype()).body(file.data.into_owned())
+}
+
+/// Where `index.html` asks for a nonce (`ngCspNonce` on the root element).
+const NONCE_PLACEHOLDER: &str = "chatd-csp-nonce";
+
+/// `index.html` with a fresh nonce for the styles Angular adds, and the policy that allows exactly
+/// those. Never cached: a cached page would carry a nonce that no longer matches.
+fn index_page(data: &[u8]) -> Response {
+    let nonce = crate::domain::accounts::random_hex(16);
+    let page = String::from_utf8_lossy(data).replace(NONCE_PLACEHOLDER, &nonce);
+    Response::builder()
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_SECURITY_POLICY, super::middleware::app_csp(Some(&nonce)))
+        .content_type("text/html; charset=utf-8")
+        .body(page)
 }
 
 /// Angular names bundles like `main-AB12CD34.js`: the part after the last `-` is a content hash.

@@ -136,11 +136,12 @@ test('sign-up validates inline, and two people sign up', async () => {
 test('A finds B and sends; B sees it live with A’s presence', async () => {
   await alice.getByLabel('Search people').fill(BOB.slice(0, 6));
   const result = alice.getByTestId('search-result').filter({ hasText: BOB });
-  await expect(result).toContainText('Online');
+  // Bob has not written to Alice: his presence is his to share, so search does not show it.
+  await expect(result).toBeVisible();
+  await expect(result).not.toContainText('Online');
   await shotBoth(alice, 'search');
   await result.click();
   await expect(alice.getByRole('heading', { level: 1, name: BOB })).toBeVisible();
-  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
   await expect(alice.getByTestId('message-log')).toContainText(`Say hello to ${BOB}`);
   await shotBoth(alice, 'new-conversation');
 
@@ -166,12 +167,13 @@ test('B types and replies; A sees typing, the reply and a read receipt', async (
   await expect(alice.getByTestId('typing-indicator')).toHaveText(`${BOB} is typing…`);
   // Once is enough: the header keeps showing presence, the open row in the list its preview.
   await expect(alice.getByText('typing…')).toHaveCount(1);
-  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
   await expect(conversationRow(alice, BOB).getByTestId('preview')).toBeVisible();
   await bob.getByTestId('composer').pressSequentially('ice', { delay: 20 });
   await bob.getByTestId('composer').press('Enter');
 
   await expect(bodies(alice)).toHaveText(['Hi Bob! 👋', 'Hello Alice']);
+  // Bob's first reply shares his presence with Alice, live.
+  await expect(alice.getByTestId('peer-status')).toHaveText('Online');
   await expect(alice.getByTestId('typing-indicator')).toHaveText('');
   await expect(bodies(bob)).toHaveText(['Hi Bob! 👋', 'Hello Alice']);
   await expect(bob.getByTestId('message').last()).toHaveAttribute('data-state', 'sent');
@@ -568,6 +570,8 @@ test('the app works under the server’s security headers', async ({ request }) 
   const response = await request.get('/');
   const csp = response.headers()['content-security-policy'] ?? '';
   expect(csp).toContain("script-src 'self'");
+  expect(csp).toContain("connect-src 'self';");
+  expect(csp).not.toContain('unsafe-inline');
   const errors: string[] = [];
   const page = await aliceContext.newPage();
   page.on('console', (m) => {
@@ -576,6 +580,18 @@ test('the app works under the server’s security headers', async ({ request }) 
   });
   await page.goto('/');
   await expect(page.getByTestId('me')).toHaveText(ALICE);
+  // Every component's styles applied (through the page's nonce) and the socket open under
+  // connect-src 'self': the conversation shows, with live presence.
+  await openConversation(page, BOB);
+  await expect(page.getByTestId('peer-status')).toBeVisible();
+  await page.keyboard.press('Control+k');
+  await expect(page.getByRole('dialog')).toBeVisible();
+  await page.keyboard.press('Escape');
+  const avatarSize = await page
+    .locator('app-avatar')
+    .first()
+    .evaluate((el) => getComputedStyle(el).getPropertyValue('--size'));
+  expect(avatarSize.trim()).toBe('36px');
   expect(errors).toEqual([]);
   await page.close();
 });

@@ -63,7 +63,7 @@ export function matchPeers(peers: readonly string[], query: string): string[] {
             (mousemove)="selected.set(i)"
             data-testid="switcher-option"
           >
-            <app-avatar [name]="peer" [presence]="store.isOnline(peer)" style="--size: 28px" />
+            <app-avatar [name]="peer" [presence]="store.isOnline(peer)" class="avatar-option" />
             <span class="name">{{ peer }}</span>
             <span class="presence" [class.on]="store.isOnline(peer)">{{
               store.isOnline(peer) ? 'Online' : 'Offline'
@@ -84,6 +84,9 @@ export function matchPeers(peers: readonly string[], query: string): string[] {
     </div>
   `,
   styles: `
+    .avatar-option {
+      --size: 28px;
+    }
     .backdrop {
       position: fixed;
       inset: 0;

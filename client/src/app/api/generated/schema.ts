@@ -189,7 +189,8 @@ export type paths = {
         };
         /**
          * Users whose name contains `q` (all users when empty), online or not, best matches first.
-         *     The caller is not listed.
+         *     The caller is not listed. `online` is true only for people whose presence the caller may
+         *     see (who have written to them); for everyone else it is false.
          */
         get: operations["searchUsers"];
         put?: never;
@@ -332,6 +333,7 @@ export type components = {
         };
         /** UserDto */
         UserDto: {
+            /** @description Online, as far as the caller may know: false for people who have not written to them. */
             online: boolean;
             username: string;
         };
@@ -460,9 +462,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -592,9 +598,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -714,9 +724,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -843,9 +857,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -962,9 +980,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1075,9 +1097,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1221,9 +1247,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1333,9 +1363,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1451,9 +1485,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1569,9 +1607,13 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The database is not available. */
+            /**
+             * @description The database is not available (`unavailable`), or the server is too busy to take the request
+             *     now (`server_busy`, with `Retry-After`).
+             */
             503: {
                 headers: {
+                    "RETRY-AFTER"?: number;
                     [name: string]: unknown;
                 };
                 content: {
