@@ -48,7 +48,8 @@ impl App {
     }
 
     /// The WAL checkpointer, the revocation watcher (sessions revoked by another process close
-    /// their sockets) and the minutely forgetting of rate-limit state.
+    /// their sockets), the minutely forgetting of rate-limit state, and the follower that
+    /// publishes what another process (the command line) committed to the stream.
     async fn start_background(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
         let watcher = tokio::spawn(crate::realtime::revocations::watch(self.store.clone(), self.hub.clone()));
         let checkpointer = self.store.checkpoint_in_background().await?;
@@ -60,6 +61,14 @@ impl App {
                 limits.forget_stale();
             }
         });
-        Ok(vec![watcher, checkpointer, housekeeping])
+        let chat = self.chat.clone();
+        let follower = tokio::spawn(async move {
+            let mut every_second = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every_second.tick().await;
+                chat.catch_up().await;
+            }
+        });
+        Ok(vec![watcher, checkpointer, housekeeping, follower])
     }
 }

@@ -19,6 +19,28 @@ pub enum Error {
     Unauthorized,
     #[error("no user with that name")]
     UserNotFound,
+    #[error("no such user: {}", .0.join(", "))]
+    UsersNotFound(Vec<String>),
+    #[error("{0}")]
+    InvalidName(&'static str),
+    #[error("a topic can be at most 250 characters long, without control characters")]
+    InvalidTopic,
+    #[error("a role is `owner`, `admin` or `member`")]
+    InvalidRole,
+    #[error("a conversation has at most {0} members")]
+    TooManyMembers(usize),
+    #[error("a group needs at least 3 people; write to one person directly")]
+    TooFewMembers,
+    #[error("no such conversation")]
+    ConversationNotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("the last owner cannot leave or step down; make someone else owner first")]
+    LastOwner,
+    #[error("this room is archived: it can be read but not written to")]
+    Archived,
+    #[error("a room with that name already exists")]
+    NameTaken,
     #[error("a message cannot be empty")]
     EmptyMessage,
     #[error("a message can be at most {0} characters long")]
@@ -51,7 +73,17 @@ impl Error {
             Error::InvalidCredentials => "invalid_credentials",
             Error::AccountDisabled => "account_disabled",
             Error::Unauthorized => "unauthorized",
-            Error::UserNotFound => "user_not_found",
+            Error::UserNotFound | Error::UsersNotFound(_) => "user_not_found",
+            Error::InvalidName(_) => "invalid_name",
+            Error::InvalidTopic => "invalid_topic",
+            Error::InvalidRole => "invalid_role",
+            Error::TooManyMembers(_) => "too_many_members",
+            Error::TooFewMembers => "too_few_members",
+            Error::ConversationNotFound => "conversation_not_found",
+            Error::Forbidden(_) => "forbidden",
+            Error::LastOwner => "last_owner",
+            Error::Archived => "archived",
+            Error::NameTaken => "name_taken",
             Error::EmptyMessage => "empty_message",
             Error::MessageTooLong(_) => "message_too_long",
             Error::InvalidClientId => "invalid_client_id",

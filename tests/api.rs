@@ -44,7 +44,8 @@ fn assert_keys(value: &Value, expected: &[&str]) {
 /// A Message has exactly the documented fields, with an RFC 3339 UTC `created_at`.
 #[track_caller]
 fn assert_message_shape(message: &Value) {
-    assert_keys(message, &["body", "client_id", "created_at", "from", "id", "to"]);
+    assert_keys(message, &["body", "client_id", "conversation_id", "created_at", "from", "id", "kind", "to"]);
+    assert_eq!(message["kind"], "text");
     assert!(message["id"].as_i64().is_some_and(|id| id > 0), "{message}");
     assert_rfc3339_utc(&message["created_at"]);
 }
@@ -1133,7 +1134,20 @@ async fn the_openapi_document_describes_every_operation_and_its_errors() {
     documented("GET /api/health", &["200"]);
     documented("GET /api/ready", &["200", "503"]);
     documented("GET /api/read_markers", &["200", "401"]);
-    assert_eq!(operations.len(), 12, "{:?}", operations.keys());
+    documented("GET /api/conversations", &["200", "401"]);
+    documented("POST /api/conversations", &["201", "400", "401", "404", "409"]);
+    documented("GET /api/conversations/{id}", &["200", "401", "404"]);
+    documented("PATCH /api/conversations/{id}", &["200", "400", "401", "403", "404", "409"]);
+    documented("DELETE /api/conversations/{id}", &["204", "401", "403", "404"]);
+    documented("POST /api/conversations/{id}/members", &["200", "400", "401", "403", "404"]);
+    documented("DELETE /api/conversations/{id}/members/{username}", &["204", "401", "403", "404", "409"]);
+    documented("PUT /api/conversations/{id}/members/{username}/role", &["200", "400", "401", "403", "404", "409"]);
+    documented("POST /api/conversations/{id}/join", &["200", "401", "403", "404"]);
+    documented("GET /api/conversations/{id}/messages", &["200", "400", "401", "404"]);
+    documented("POST /api/conversations/{id}/messages", &["201", "200", "400", "401", "403", "404", "409"]);
+    documented("POST /api/conversations/{id}/read", &["200", "400", "401", "403", "404"]);
+    documented("GET /api/rooms", &["200", "400", "401"]);
+    assert_eq!(operations.len(), 25, "{:?}", operations.keys());
     for key in operations.keys().filter(|k| !k.contains("signup") && !k.contains("signin") && !k.contains("health") && !k.contains("ready")) {
         assert!(operations[key]["security"].as_array().is_some_and(|s| !s.is_empty()), "{key} declares its bearer auth");
     }

@@ -272,11 +272,12 @@ async fn typing_and_read_receipts_reach_the_peer() {
     let (mut bob_ws, ..) = server.connect(&bob).await;
 
     alice_ws.send(json!({"type": "typing", "to": "bob"})).await;
-    assert_eq!(bob_ws.recv().await, json!({"type": "typing", "from": "alice"}));
+    let conversation = first["conversation_id"].clone();
+    assert_eq!(bob_ws.recv().await, json!({"type": "typing", "conversation_id": conversation, "from": "alice"}));
     alice_ws.expect_silence(QUIET).await;
 
     bob_ws.send(json!({"type": "read", "peer": "alice", "up_to": first["id"]})).await;
-    assert_eq!(alice_ws.recv().await, json!({"type": "read", "peer": "bob", "up_to": first["id"]}));
+    assert_eq!(alice_ws.recv().await, json!({"type": "read", "conversation_id": conversation, "peer": "bob", "up_to": first["id"]}));
     let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;
     assert_eq!(chats[0]["unread"], 1);
 
@@ -284,7 +285,7 @@ async fn typing_and_read_receipts_reach_the_peer() {
     let (status, state) = server.post("/api/messages/alice/read", Some(&bob.token), json!({"up_to": 1_000_000})).await;
     assert_eq!(status, 200);
     assert_eq!(state["up_to"], second["id"]);
-    assert_eq!(alice_ws.recv().await, json!({"type": "read", "peer": "bob", "up_to": second["id"]}));
+    assert_eq!(alice_ws.recv().await, json!({"type": "read", "conversation_id": conversation, "peer": "bob", "up_to": second["id"]}));
     let (_, chats) = server.get("/api/chats_history", Some(&bob.token)).await;
     assert_eq!(chats[0]["unread"], 0);
 }
@@ -467,7 +468,10 @@ async fn reading_on_one_device_updates_my_other_devices_and_survives_a_reload() 
     let (mut laptop, ..) = server.connect(&bob).await;
 
     phone.send(json!({"type": "read", "peer": "alice", "up_to": message["id"]})).await;
-    assert_eq!(laptop.recv_type("read_marker").await, json!({"type": "read_marker", "peer": "alice", "up_to": message["id"]}));
+    assert_eq!(
+        laptop.recv_type("read_marker").await,
+        json!({"type": "read_marker", "conversation_id": message["conversation_id"], "peer": "alice", "up_to": message["id"]})
+    );
     phone.expect_silence(QUIET).await;
     // Reading the same again moves nothing and tells no one.
     phone.send(json!({"type": "read", "peer": "alice", "up_to": message["id"]})).await;

@@ -6,6 +6,7 @@ mod m20261124_000002_create_sessions;
 mod m20261124_000003_create_conversations_and_messages;
 mod m20261124_000004_create_revocations;
 mod m20261202_000001_presence_and_session_addresses;
+mod m20261202_000002_rooms;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_conversations_and_messages::Migration),
             Box::new(m20261124_000004_create_revocations::Migration),
             Box::new(m20261202_000001_presence_and_session_addresses::Migration),
+            Box::new(m20261202_000002_rooms::Migration),
         ]
     }
 }

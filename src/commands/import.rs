@@ -122,7 +122,7 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
                 bail!("conversation {id}: kind `{kind}` is not supported");
             }
             let (a, b) = (user_id(ids, a)?, user_id(ids, b)?);
-            let key = direct_key(a, b);
+            let key = direct_key(crate::domain::UserId(a), crate::domain::UserId(b));
             if let Some(existing) = scalar(txn, "SELECT id FROM conversations WHERE direct_key = ?", [key.clone().into()]).await? {
                 ids.conversations.insert(id, existing);
                 counts.skipped += 1;

@@ -4,7 +4,13 @@ use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, bail};
 
-use crate::{App, cli::UserCommand, config::Config, domain::format_time, error::Error};
+use crate::{
+    App,
+    cli::UserCommand,
+    config::Config,
+    domain::{UserId, format_time},
+    error::Error,
+};
 
 pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
     // Read the password before touching the database, so a missing one fails fast and cleanly.
@@ -33,7 +39,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Remove { name, yes } => {
             let user = accounts.find_user(&name).await.map_err(explain)?;
             let (messages, conversations) =
-                crate::store::users::removal_counts(&app.store.read, user.id).await.map_err(explain)?;
+                crate::store::users::removal_counts(&app.store.read, UserId(user.id)).await.map_err(explain)?;
             let what = format!(
                 "removing {} deletes the account, its sessions and the {messages} message(s) it sent in {conversations} conversation(s)",
                 user.username

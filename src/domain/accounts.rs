@@ -20,7 +20,7 @@ use sea_orm::TransactionTrait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CurrentUser, Password, UserSummary, Username, now_millis,
+    CurrentUser, Password, UserId, UserSummary, Username, now_millis,
     rate_limits::{RateLimiter, SigninGate, count_refusal},
 };
 use crate::{
@@ -153,7 +153,7 @@ impl Accounts {
         };
         if let SigninGate::KnownAddressesOnly { retry_after_secs } = gate {
             let known = match &user {
-                Some(user) => self.has_signed_in_from(user.id, client).await?,
+                Some(user) => self.has_signed_in_from(UserId(user.id), client).await?,
                 None => false,
             };
             if !known {
@@ -177,7 +177,7 @@ impl Accounts {
 
     /// Whether `user` has a session made from `client`'s address (its network, for IPv6) within
     /// the token lifetime: the owner's usual places.
-    async fn has_signed_in_from(&self, user: crate::domain::UserId, client: IpAddr) -> Result<bool> {
+    async fn has_signed_in_from(&self, user: UserId, client: IpAddr) -> Result<bool> {
         let limits = &self.inner.limits;
         let since = now_millis() - (self.inner.token_ttl_secs as i64) * 1000;
         let addresses = users::session_addresses(&self.inner.store.read, user, since).await?;
@@ -192,8 +192,8 @@ impl Accounts {
         let now_secs = (now_millis() / 1000) as u64;
         let exp = now_secs + self.inner.token_ttl_secs;
         let txn = self.inner.store.write.begin().await?;
-        users::insert_session(&txn, &session_id, user.id, (exp * 1000) as i64, &client.to_string()).await?;
-        users::revoke_sessions_beyond(&txn, user.id, self.inner.max_sessions_per_user).await?;
+        users::insert_session(&txn, &session_id, UserId(user.id), (exp * 1000) as i64, &client.to_string()).await?;
+        users::revoke_sessions_beyond(&txn, UserId(user.id), self.inner.max_sessions_per_user).await?;
         txn.commit().await?;
         let claims = Claims { sub: user.username.clone(), sid: session_id, iat: now_secs, exp };
         let access_token = encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.inner.encoding)
@@ -220,24 +220,24 @@ impl Accounts {
         let user = self.find_user(username).await?;
         let hash = hash_password(Password::parse(password)?).await?;
         let db = self.inner.store.write.begin().await?;
-        users::set_password_hash(&db, user.id, hash).await?;
-        users::revoke_all_sessions(&db, user.id).await?;
+        users::set_password_hash(&db, UserId(user.id), hash).await?;
+        users::revoke_all_sessions(&db, UserId(user.id)).await?;
         db.commit().await?;
         Ok(())
     }
 
     pub async fn set_admin(&self, username: &str, is_admin: bool) -> Result<()> {
         let user = self.find_user(username).await?;
-        users::set_admin(&self.inner.store.write, user.id, is_admin).await
+        users::set_admin(&self.inner.store.write, UserId(user.id), is_admin).await
     }
 
     /// A disabled account cannot sign in, and its sessions end at once.
     pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<()> {
         let user = self.find_user(username).await?;
         let db = self.inner.store.write.begin().await?;
-        users::set_disabled(&db, user.id, disabled).await?;
+        users::set_disabled(&db, UserId(user.id), disabled).await?;
         if disabled {
-            users::revoke_all_sessions(&db, user.id).await?;
+            users::revoke_all_sessions(&db, UserId(user.id)).await?;
         }
         db.commit().await?;
         Ok(())
@@ -247,8 +247,8 @@ impl Accounts {
     pub async fn remove_user(&self, username: &str) -> Result<()> {
         let user = self.find_user(username).await?;
         let db = self.inner.store.write.begin().await?;
-        users::revoke_all_sessions(&db, user.id).await?;
-        users::delete_user(&db, user.id).await?;
+        users::revoke_all_sessions(&db, UserId(user.id)).await?;
+        users::delete_user(&db, UserId(user.id)).await?;
         db.commit().await?;
         Ok(())
     }

@@ -1,124 +1,79 @@
-//! After a commit: ack each sender and deliver each new message to every other socket of both
-//! members, in commit order.
+//! After a commit: answer each REST sender and hand the commit to the fan-out, in commit order.
 //!
-//! This runs in its own task so that the writer can commit the next batch meanwhile. Socket
-//! registrations arrive here in the same order as the batches around them, which keeps the
-//! promise the writer makes: a socket registered at id R gets every message after R live and none
-//! before it.
+//! This runs in its own task so that the writer can commit the next batch meanwhile.
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    MessageId,
-    pipeline::{Origin, Outcome, SendRequest, Sent},
+    ConversationId, Kind, MessageId, UserId,
+    fanout::{Commit, Entry, Fanout, Notice},
+    writes::{Origin, Outcome, SendRequest, Sent},
 };
-use crate::{
-    error::{Error, Result},
-    monitoring,
-    realtime::{
-        hub::{Hub, PresenceCircle, Registration, SocketHandle},
-        outbox::PendingWakes,
-        protocol::ServerFrame,
-    },
-};
+use crate::{error::Result, monitoring};
 
 /// What the writer hands over, in commit order.
 pub(super) enum Delivery {
-    /// A committed (or failed) batch: each send with what became of it.
-    Committed(Vec<(SendRequest, Result<Outcome>)>),
-    Register(SocketRegistration),
+    /// A committed (or failed) batch of sends, each with what became of it.
+    Sends { settled: Vec<(SendRequest, Result<Outcome>)>, up_to: MessageId },
+    /// Committed entries (a change, or what another process committed), and the answer to give
+    /// once they are published.
+    Entries { entries: Vec<Entry>, up_to: MessageId, reply: Option<(oneshot::Sender<Result<ConversationId>>, Result<ConversationId>)> },
     /// Everything before this has been committed and delivered.
     Flush(oneshot::Sender<()>),
 }
 
-/// A new socket, to be added to the hub between two batches; the reply is the id it registered at.
-pub(super) struct SocketRegistration {
-    pub socket: SocketHandle,
-    pub username: String,
-    pub circle: PresenceCircle,
-    pub reply: oneshot::Sender<(MessageId, Registration)>,
-}
-
-pub(super) struct Deliverer {
-    hub: Arc<Hub>,
-    /// The newest message delivered so far: where a socket registering now starts live delivery.
-    last_committed: MessageId,
-}
-
-impl Deliverer {
-    pub(super) fn new(hub: Arc<Hub>, last_committed: MessageId) -> Self {
-        Self { hub, last_committed }
-    }
-
-    pub(super) async fn run(mut self, mut deliveries: mpsc::Receiver<Delivery>) {
-        while let Some(delivery) = deliveries.recv().await {
-            match delivery {
-                Delivery::Committed(settled) => {
-                    // Every frame of the batch is queued first; each socket then wakes once.
-                    let mut wakes = PendingWakes::default();
-                    for (request, outcome) in settled {
-                        self.acknowledge_and_deliver(request, outcome, &mut wakes);
-                    }
-                    wakes.wake_all();
+pub(super) async fn run(fanout: Arc<dyn Fanout>, mut deliveries: mpsc::Receiver<Delivery>) {
+    while let Some(delivery) = deliveries.recv().await {
+        match delivery {
+            Delivery::Sends { settled, up_to } => deliver_sends(fanout.as_ref(), settled, up_to),
+            Delivery::Entries { entries, up_to, reply } => {
+                fanout.publish(Commit { entries, up_to });
+                if let Some((reply, answer)) = reply {
+                    let _ = reply.send(answer);
                 }
-                Delivery::Register(SocketRegistration { socket, username, circle, reply }) => {
-                    let registration = self.hub.add_socket(socket, &username, &circle);
-                    let _ = reply.send((self.last_committed, registration));
-                }
-                Delivery::Flush(reply) => {
-                    let _ = reply.send(());
-                }
+            }
+            Delivery::Flush(reply) => {
+                let _ = reply.send(());
             }
         }
     }
+}
 
-    fn acknowledge_and_deliver(&mut self, request: SendRequest, outcome: Result<Outcome>, wakes: &mut PendingWakes) {
-        let (message, created, first_post) = match outcome {
-            Ok(Outcome::Created { message, first_post }) => (message, true, first_post),
-            Ok(Outcome::Resent(message)) => (message, false, false),
-            Err(error) => return self.reject(request, error, wakes),
-        };
-        let origin_socket = match request.origin {
-            Origin::Socket(socket) => {
-                let ack = ServerFrame::Ack { client_id: &message.client_id, message: &message }.to_text();
-                self.hub.queue_for_socket(request.sender, socket, &ack, wakes);
-                Some(socket)
-            }
-            Origin::Request(reply) => {
-                let _ = reply.send(Ok(Sent { message: message.clone(), created }));
-                None
-            }
-        };
+fn deliver_sends(fanout: &dyn Fanout, settled: Vec<(SendRequest, Result<Outcome>)>, up_to: MessageId) {
+    let mut entries = Vec::with_capacity(settled.len());
+    let mut replies = Vec::new();
+    for (request, outcome) in settled {
         metrics::histogram!(monitoring::SEND_TO_ACK_SECONDS).record(request.queued_at.elapsed().as_secs_f64());
-        if !created {
-            return; // a resend: everyone already has it
-        }
-        metrics::counter!(monitoring::MESSAGES_STORED).increment(1);
-        self.last_committed = self.last_committed.max(message.id);
-        if first_post {
-            self.hub.reveal_presence(request.sender, request.recipient);
-        }
-        let frame = ServerFrame::ReceiveMessage { message: &message }.to_text();
-        let delivered = self.hub.queue_for_user(request.recipient, &frame, None, wakes)
-            + self.hub.queue_for_user(request.sender, &frame, origin_socket, wakes);
-        metrics::counter!(monitoring::MESSAGES_DELIVERED).increment(delivered as u64);
-    }
-
-    fn reject(&self, request: SendRequest, error: Error, wakes: &mut PendingWakes) {
-        match request.origin {
-            Origin::Socket(socket) => {
-                let frame = ServerFrame::Error {
-                    code: error.code(),
-                    message: &error.to_string(),
-                    client_id: Some(&request.client_id),
+        let (sender, client_id) = (request.sender, request.client_id);
+        match (outcome, request.origin) {
+            (Ok(Outcome::Created { message, audience, first_post }), origin) => {
+                metrics::counter!(monitoring::MESSAGES_STORED).increment(1);
+                if first_post && audience.kind == Kind::Direct {
+                    let watchers: Vec<UserId> = audience.members.iter().copied().filter(|m| *m != sender).collect();
+                    fanout.notify(Notice::PresenceRevealed { user: sender, watchers });
                 }
-                .to_text();
-                self.hub.queue_for_socket(request.sender, socket, &frame, wakes);
+                let message = Arc::new(message);
+                let ack = match origin {
+                    Origin::Socket(socket) => Some((sender, socket)),
+                    Origin::Request(reply) => {
+                        replies.push((reply, Ok(Sent { message: (*message).clone(), created: true })));
+                        None
+                    }
+                };
+                entries.push(Entry::Message { message, audience: audience.members.clone(), ack, created: true });
             }
-            Origin::Request(reply) => {
-                let _ = reply.send(Err(error));
+            (Ok(Outcome::Resent(message)), Origin::Socket(socket)) => {
+                let message = Arc::new(message);
+                entries.push(Entry::Message { message, audience: Arc::from([]), ack: Some((sender, socket)), created: false });
             }
+            (Ok(Outcome::Resent(message)), Origin::Request(reply)) => replies.push((reply, Ok(Sent { message, created: false }))),
+            (Err(error), Origin::Socket(socket)) => entries.push(Entry::Refused { sender, socket, client_id, error }),
+            (Err(error), Origin::Request(reply)) => replies.push((reply, Err(error))),
         }
+    }
+    fanout.publish(Commit { entries, up_to });
+    for (reply, answer) in replies {
+        let _ = reply.send(answer);
     }
 }

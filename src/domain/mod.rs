@@ -2,10 +2,15 @@
 //! Nothing here knows about HTTP or WebSocket frames; adapters call into these services.
 pub mod accounts;
 pub mod chat;
+pub mod conversations;
 mod delivery;
-pub mod rate_limits;
+pub mod fanout;
+pub mod ids;
 pub mod pipeline;
+pub mod rate_limits;
+pub mod rules;
 pub mod types;
+pub mod writes;
 
 pub use types::*;
 

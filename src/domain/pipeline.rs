@@ -1,77 +1,60 @@
-//! The one write path for messages: validate (in `chat`), then here commit, then ack and deliver
+//! The one write path: validate (in `chat` and `conversations`), then here commit, then deliver
 //! (in `delivery`).
 //!
-//! A single task owns message writes. It takes whatever sends are queued, commits them in one
-//! SQLite transaction, and only after the commit hands them to the delivery task, which acks each
-//! sender and delivers to every other socket of both members while the next batch commits.
-//! New sockets register through the same two tasks, between batches, so each socket knows the
-//! exact id from which it receives messages live (`registered_at`): everything up to that id
-//! comes from `sync`, everything after it arrives as `receive_message`, so a reconnecting client
-//! gets each message exactly once.
+//! A single task owns every write to the stream. It takes whatever sends are queued and commits
+//! them in one transaction; it applies each change to a conversation (create, rename, members…)
+//! in a transaction of its own, deciding it with the state it reads there. It numbers messages
+//! and events itself, from one counter, so ids rise in commit order; and only after a commit does
+//! it hand the result to the delivery task, which answers the senders and publishes to the
+//! fan-out while the next batch commits. Because one task decides who is in a conversation and
+//! what is sent to it, a message is delivered to exactly the members it was committed for.
+//!
+//! Another process (the command line) may also commit changes; the writer notices a counter that
+//! moved without it and publishes those entries first, before its own.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
     time::Instant,
 };
 
-use sea_orm::TransactionTrait;
+use sea_orm::{DatabaseTransaction, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    ConversationId, Message, MessageId, UserId,
-    delivery::{Deliverer, Delivery, SocketRegistration},
+    Change, ConversationId, Kind, MemberRole, Message, MessageId, Role, UserId, Visibility,
+    delivery::{self, Delivery},
+    fanout::{Commit, Entry, Fanout},
     now_millis,
+    rules::{self, Actor, Standing},
+    writes::{Audience, ChangeRequest, Operation, Outcome, SendRequest, Target},
 };
 use crate::{
     error::{Error, Result},
     monitoring,
-    realtime::hub::{Hub, PresenceCircle, Registration, SocketHandle, SocketId},
     store::{
         Store,
-        messages::{self, NewMessage},
+        conversations::{self, ConversationState},
+        messages::{self, EVENT, NewMessage, TEXT},
     },
 };
 
 /// The most sends committed in one transaction. Big batches matter: every commit rewrites the
-/// index pages it touched, so fewer, larger commits write far less (measured: 512 → 8192 took
-/// scenario 1 from ~17k to ~71k msg/s).
+/// index pages it touched, so fewer, larger commits write far less (docs/benchmarks.md).
 const MAX_BATCH: usize = 8192;
 /// Sends waiting for the writer before senders have to wait too.
 const QUEUE_DEPTH: usize = 32768;
 /// Committed batches waiting for the delivery task before the writer waits too.
 const DELIVERY_DEPTH: usize = 4;
-
-/// A validated message on its way to the database.
-pub struct SendRequest {
-    pub sender: UserId,
-    pub sender_name: String,
-    pub recipient: UserId,
-    pub recipient_name: String,
-    pub body: String,
-    pub client_id: String,
-    pub origin: Origin,
-    /// When validation finished, for the send-to-ack latency metric.
-    pub queued_at: Instant,
-}
-
-/// Where the ack goes.
-pub enum Origin {
-    /// A WebSocket: the ack frame goes to that socket, other sockets get `receive_message`.
-    Socket(SocketId),
-    /// A REST call waiting for its answer.
-    Request(oneshot::Sender<Result<Sent>>),
-}
-
-/// A stored message; `created` is false when it was a resend of one stored earlier.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub message: Message,
-    pub created: bool,
-}
+/// Bound on each of the writer's caches; past it one starts over (a miss costs a query).
+const CACHE_BOUND: usize = 1 << 20;
+/// Entries of another process read back per query.
+const FOREIGN_PAGE: u64 = 1000;
 
 enum Command {
     Send(SendRequest),
-    Register(SocketRegistration),
+    Change(ChangeRequest),
+    /// Publish what another process committed, if anything.
+    CatchUp,
     Flush(oneshot::Sender<()>),
 }
 
@@ -81,12 +64,20 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn start(store: Store, hub: Arc<Hub>) -> Result<Self> {
-        let last_committed = messages::latest_message_id(&store.read).await?;
+    pub async fn start(store: Store, fanout: Arc<dyn Fanout>) -> Result<Self> {
+        let high_water = messages::last_assigned_message_id(&store.read).await?;
+        fanout.publish(Commit { entries: Vec::new(), up_to: high_water });
         let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
         let (deliveries, committed) = mpsc::channel(DELIVERY_DEPTH);
-        tokio::spawn(Deliverer::new(hub, last_committed).run(committed));
-        let writer = Writer { store, deliveries, conversations: HashMap::new(), posted: HashSet::new() };
+        tokio::spawn(delivery::run(fanout, committed));
+        let writer = Writer {
+            store,
+            deliveries,
+            direct: HashMap::new(),
+            audiences: HashMap::new(),
+            posted: HashSet::new(),
+            high_water,
+        };
         tokio::spawn(writer.run(commands));
         Ok(Self { queue })
     }
@@ -95,19 +86,17 @@ impl Pipeline {
         self.queue.send(Command::Send(request)).await.map_err(|_| Error::Unavailable)
     }
 
-    /// Adds a socket to the hub between two commits; returns the last id committed before it.
-    pub async fn register(
-        &self,
-        socket: SocketHandle,
-        username: String,
-        circle: PresenceCircle,
-    ) -> Result<(MessageId, Registration)> {
+    /// Applies a change to a conversation; returns its id once the change is committed and
+    /// published.
+    pub async fn change(&self, actor: Actor, operation: Operation) -> Result<ConversationId> {
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Command::Register(SocketRegistration { socket, username, circle, reply }))
-            .await
-            .map_err(|_| Error::Unavailable)?;
-        answer.await.map_err(|_| Error::Unavailable)
+        self.queue.send(Command::Change(ChangeRequest { actor, operation, reply })).await.map_err(|_| Error::Unavailable)?;
+        answer.await.map_err(|_| Error::Unavailable)?
+    }
+
+    /// Asks the writer to publish what another process committed meanwhile.
+    pub async fn catch_up(&self) {
+        let _ = self.queue.send(Command::CatchUp).await;
     }
 
     /// Waits until everything queued so far is committed (or failed) and delivered.
@@ -123,20 +112,24 @@ struct Writer {
     store: Store,
     deliveries: mpsc::Sender<Delivery>,
     /// Direct conversations by (lower user id, higher user id); only ever holds committed rows.
-    conversations: HashMap<(UserId, UserId), ConversationId>,
+    direct: HashMap<(UserId, UserId), ConversationId>,
+    /// Who is in each conversation, as last committed.
+    audiences: HashMap<ConversationId, Arc<Audience>>,
     /// Members known to have written in a conversation, so only a first message marks it.
     posted: HashSet<(ConversationId, UserId)>,
+    /// The newest stream id published: ids above it that this writer did not give out were
+    /// committed by another process.
+    high_water: MessageId,
 }
 
-/// Bound on [`Writer::posted`]; past it the set starts over (a miss costs one no-op UPDATE).
-const POSTED_CACHE: usize = 1 << 20;
-
-/// What became of one send once its batch was committed.
-pub(super) enum Outcome {
-    /// `first_post`: the sender had not written in this conversation before, so the recipient may
-    /// now see their presence.
-    Created { message: Message, first_post: bool },
-    Resent(Message),
+/// A batch as committed: each send with its outcome, and what the caches learnt.
+struct StoredBatch {
+    outcomes: Vec<Result<Outcome>>,
+    direct: Vec<((UserId, UserId), ConversationId)>,
+    audiences: Vec<(ConversationId, Arc<Audience>)>,
+    posted: Vec<(ConversationId, UserId)>,
+    up_to: MessageId,
+    foreign: Option<(MessageId, MessageId)>,
 }
 
 impl Writer {
@@ -152,10 +145,13 @@ impl Writer {
                             self.commit(std::mem::take(&mut batch)).await;
                         }
                     }
-                    // Both go through the delivery task after the batches before them.
-                    Command::Register(registration) => {
+                    Command::Change(change) => {
                         self.commit(std::mem::take(&mut batch)).await;
-                        self.deliver(Delivery::Register(registration)).await;
+                        self.apply(change).await;
+                    }
+                    Command::CatchUp => {
+                        self.commit(std::mem::take(&mut batch)).await;
+                        self.catch_up().await;
                     }
                     Command::Flush(reply) => {
                         self.commit(std::mem::take(&mut batch)).await;
@@ -179,10 +175,10 @@ impl Writer {
         }
         let started = Instant::now();
         let settled = match self.store_batch(&batch).await {
-            Ok((outcomes, new_conversations, posted)) => {
+            Ok(stored) => {
                 metrics::histogram!(monitoring::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(monitoring::COMMIT_BATCH_SIZE).record(batch.len() as f64);
-                self.remember(new_conversations, posted);
+                let outcomes = self.remember(stored).await;
                 batch.into_iter().zip(outcomes).collect()
             }
             Err(error) if batch.len() > 1 => {
@@ -200,13 +196,13 @@ impl Writer {
                 batch.into_iter().map(|request| (request, Err(Error::Unavailable))).collect()
             }
         };
-        self.deliver(Delivery::Committed(settled)).await;
+        self.deliver(Delivery::Sends { settled, up_to: self.high_water }).await;
     }
 
     async fn commit_one(&mut self, request: SendRequest) -> (SendRequest, Result<Outcome>) {
         match self.store_batch(std::slice::from_ref(&request)).await {
-            Ok((mut outcomes, new_conversations, posted)) => {
-                self.remember(new_conversations, posted);
+            Ok(stored) => {
+                let mut outcomes = self.remember(stored).await;
                 (request, outcomes.remove(0))
             }
             Err(error) => {
@@ -216,52 +212,96 @@ impl Writer {
         }
     }
 
-    /// What a committed transaction made true; only committed facts go into the caches.
-    fn remember(&mut self, conversations: Vec<((UserId, UserId), ConversationId)>, posted: Vec<(ConversationId, UserId)>) {
-        self.conversations.extend(conversations);
-        if self.posted.len() + posted.len() > POSTED_CACHE {
+    /// Takes in what a committed batch made true, publishing first what another process
+    /// committed before it; returns the batch's outcomes.
+    async fn remember(&mut self, stored: StoredBatch) -> Vec<Result<Outcome>> {
+        if let Some((after, up_to)) = stored.foreign {
+            self.publish_foreign(after, up_to).await;
+        }
+        bounded_extend(&mut self.direct, stored.direct);
+        bounded_extend(&mut self.audiences, stored.audiences);
+        if self.posted.len() + stored.posted.len() > CACHE_BOUND {
             self.posted.clear();
         }
-        self.posted.extend(posted);
+        self.posted.extend(stored.posted);
+        self.high_water = self.high_water.max(stored.up_to);
+        stored.outcomes
     }
 
-    /// One transaction for the whole batch. A per-message problem (a reused `client_id`) fails
-    /// only that message; a database failure fails them all and commits nothing.
-    #[allow(clippy::type_complexity)]
-    async fn store_batch(
-        &mut self,
-        batch: &[SendRequest],
-    ) -> Result<(Vec<Result<Outcome>>, Vec<((UserId, UserId), ConversationId)>, Vec<(ConversationId, UserId)>)> {
-        let txn = self.store.write.begin().await?;
-        let mut new_conversations: Vec<((UserId, UserId), ConversationId)> = Vec::new();
-        // First the conversation of each message, creating those that do not exist yet.
-        let mut placed: Vec<Result<(ConversationId, bool)>> = Vec::with_capacity(batch.len());
-        for request in batch {
-            let pair = (request.sender.min(request.recipient), request.sender.max(request.recipient));
-            let known = self
-                .conversations
-                .get(&pair)
-                .or_else(|| new_conversations.iter().find(|(p, _)| *p == pair).map(|(_, id)| id))
-                .copied();
-            let conversation = match known {
-                Some(id) => Ok((id, false)),
-                None => match messages::find_direct_conversation(&txn, pair.0, pair.1).await? {
-                    Some(id) => Ok((id, false)),
+    /// The conversation of a send and who it goes to, creating a direct conversation on its first
+    /// message. `Ok(Err(..))` is a refusal of this send only.
+    async fn place(
+        &self,
+        txn: &DatabaseTransaction,
+        request: &SendRequest,
+        created: &[((UserId, UserId), ConversationId, Arc<Audience>)],
+    ) -> Result<Result<(ConversationId, Arc<Audience>, bool)>> {
+        match &request.target {
+            Target::Direct { recipient, recipient_name } => {
+                let pair = (request.sender.min(*recipient), request.sender.max(*recipient));
+                if let Some((_, id, audience)) = created.iter().find(|(p, ..)| *p == pair) {
+                    return Ok(Ok((*id, audience.clone(), false)));
+                }
+                let existing = match self.direct.get(&pair) {
+                    Some(id) => Some(*id),
+                    None => messages::find_direct_conversation(txn, pair.0, pair.1).await?,
+                };
+                let audience = Arc::new(Audience::direct(
+                    (request.sender, request.sender_name.clone()),
+                    (*recipient, recipient_name.clone()),
+                ));
+                match existing {
+                    Some(id) => Ok(Ok((id, self.audiences.get(&id).cloned().unwrap_or(audience), false))),
                     // A key already used elsewhere cannot belong to a conversation that does not
                     // exist yet: refuse before creating an empty one.
-                    None if messages::find_by_client_id(&txn, request.sender, &request.client_id).await?.is_some() => {
-                        Err(Error::ClientIdConflict)
+                    None if messages::find_by_client_id(txn, request.sender, &request.client_id).await?.is_some() => {
+                        Ok(Err(Error::ClientIdConflict))
                     }
-                    None => Ok((messages::create_direct_conversation(&txn, pair.0, pair.1, now_millis()).await?, true)),
-                },
-            };
-            if let (None, Ok((id, _))) = (known, &conversation) {
-                new_conversations.push((pair, *id));
+                    None => {
+                        let id = messages::create_direct_conversation(txn, pair.0, pair.1, now_millis()).await?;
+                        Ok(Ok((id, audience, true)))
+                    }
+                }
             }
-            placed.push(conversation);
+            Target::Conversation(id) => {
+                let audience = match self.audiences.get(id) {
+                    Some(audience) => audience.clone(),
+                    None => match conversations::load_audience(txn, *id).await? {
+                        Some((kind, archived, members)) => Arc::new(audience_of(kind, archived, members)),
+                        None => return Ok(Err(Error::ConversationNotFound)),
+                    },
+                };
+                if !audience.is_member(request.sender) {
+                    let public = conversations::kind_and_visibility(txn, *id).await?
+                        == Some((Kind::Room, Some(Visibility::Public)));
+                    return Ok(Err(if public { Error::Forbidden("join the room to write in it") } else { Error::ConversationNotFound }));
+                }
+                if audience.archived {
+                    return Ok(Err(Error::Archived));
+                }
+                Ok(Ok((*id, audience, false)))
+            }
         }
-        // Then the new messages, numbered here: this task is the only writer, so ids come out
-        // gap-free in commit order. A key already stored (or seen earlier in this batch) is a resend.
+    }
+
+    /// One transaction for the whole batch. A per-message problem (a reused `client_id`, a
+    /// conversation the sender is not in) fails only that message; a database failure fails them
+    /// all and commits nothing.
+    async fn store_batch(&mut self, batch: &[SendRequest]) -> Result<StoredBatch> {
+        let txn = self.store.write.begin().await?;
+        let mut last_id = messages::last_assigned_message_id(&txn).await?;
+        let foreign = (last_id > self.high_water).then_some((self.high_water, last_id));
+        let mut created: Vec<((UserId, UserId), ConversationId, Arc<Audience>)> = Vec::new();
+        let mut placed: Vec<Result<(ConversationId, Arc<Audience>)>> = Vec::with_capacity(batch.len());
+        for request in batch {
+            let place = self.place(&txn, request, &created).await?;
+            if let (Target::Direct { recipient, .. }, Ok((id, audience, true))) = (&request.target, &place) {
+                created.push(((request.sender.min(*recipient), request.sender.max(*recipient)), *id, audience.clone()));
+            }
+            placed.push(place.map(|(id, audience, _)| (id, audience)));
+        }
+        // Then the new messages, numbered here: this task is the only writer, so ids come out in
+        // commit order. A key already stored (or seen earlier in this batch) is a resend.
         let keys: Vec<(UserId, &str)> = batch
             .iter()
             .zip(&placed)
@@ -269,7 +309,6 @@ impl Writer {
             .map(|(request, _)| (request.sender, request.client_id.as_str()))
             .collect();
         let stored = messages::stored_keys(&txn, &keys).await?;
-        let mut last_id = messages::last_assigned_message_id(&txn).await?;
         let created_at = now_millis();
         let mut fresh_keys = HashSet::with_capacity(keys.len());
         let mut rows = Vec::with_capacity(keys.len());
@@ -283,7 +322,7 @@ impl Writer {
                 if resend || !fresh_keys.insert(key) {
                     return None;
                 }
-                last_id += 1;
+                last_id = MessageId(last_id.0 + 1);
                 rows.push(NewMessage {
                     id: last_id,
                     conversation: *conversation,
@@ -291,6 +330,7 @@ impl Writer {
                     client_id: &request.client_id,
                     body: &request.body,
                     created_at,
+                    kind: TEXT,
                 });
                 Some(last_id)
             })
@@ -308,30 +348,385 @@ impl Writer {
             }
         }
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut audiences = Vec::new();
         for ((request, placed), id) in batch.iter().zip(placed).zip(ids) {
             let outcome = match (placed, id) {
                 (Err(error), _) => Err(error),
-                (Ok(_), Some(id)) => Ok(Outcome::Created {
-                    message: Message {
-                        id,
-                        from: request.sender_name.clone(),
-                        to: request.recipient_name.clone(),
-                        body: request.body.clone(),
-                        created_at,
-                        client_id: request.client_id.clone(),
-                    },
-                    first_post: first_posts.contains(&id),
-                }),
-                (Ok((conversation, _)), None) => {
-                    match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
-                        Some((stored_in, message)) if stored_in == conversation => Ok(Outcome::Resent(message)),
-                        _ => Err(Error::ClientIdConflict),
-                    }
+                (Ok((conversation, audience)), Some(id)) => {
+                    audiences.push((conversation, audience.clone()));
+                    Ok(Outcome::Created {
+                        message: Message {
+                            id,
+                            conversation_id: conversation,
+                            from: request.sender_name.clone(),
+                            to: audience.peer_of(request.sender).map(str::to_owned),
+                            body: request.body.clone(),
+                            created_at,
+                            client_id: request.client_id.clone(),
+                            event: None,
+                        },
+                        audience,
+                        first_post: first_posts.contains(&id),
+                    })
                 }
+                (Ok((conversation, _)), None) => match messages::find_by_client_id(&txn, request.sender, &request.client_id).await? {
+                    Some(message) if message.conversation_id == conversation => Ok(Outcome::Resent(message)),
+                    _ => Err(Error::ClientIdConflict),
+                },
             };
             outcomes.push(outcome);
         }
         txn.commit().await?;
-        Ok((outcomes, new_conversations, posted))
+        let direct = created.into_iter().map(|(pair, id, _)| (pair, id)).collect();
+        Ok(StoredBatch { outcomes, direct, audiences, posted, up_to: last_id, foreign })
     }
+
+    /// Publishes what another process committed since the last look, if anything.
+    async fn catch_up(&mut self) {
+        match messages::last_assigned_message_id(&self.store.write).await {
+            Ok(last) if last > self.high_water => {
+                let after = self.high_water;
+                self.publish_foreign(after, last).await;
+                self.high_water = last;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(?error, "cannot look for changes made by another process"),
+        }
+    }
+
+    /// Stream entries with `after < id <= up_to` that another process committed, published in
+    /// order, each to the members its id falls in; what the writer cached of their conversations
+    /// is forgotten.
+    async fn publish_foreign(&mut self, mut after: MessageId, up_to: MessageId) {
+        loop {
+            let page = match messages::messages_between_ids(&self.store.write, after, up_to, FOREIGN_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(?error, "cannot read changes made by another process");
+                    return;
+                }
+            };
+            let Some(last) = page.last().map(|m| m.id) else { return };
+            let mut entries = Vec::with_capacity(page.len());
+            for message in page {
+                self.audiences.remove(&message.conversation_id);
+                let watchers = match conversations::audience_at(&self.store.write, message.conversation_id, message.id).await {
+                    Ok(watchers) => watchers,
+                    Err(error) => {
+                        tracing::error!(?error, "cannot read who sees a change made by another process");
+                        continue;
+                    }
+                };
+                let audience: Arc<[UserId]> = watchers.iter().map(|(id, _)| *id).collect();
+                entries.push(match &message.event {
+                    Some(change) => {
+                        let added = added_ids(change, &watchers);
+                        Entry::Event { message: Arc::new(message), audience, added }
+                    }
+                    None => Entry::Message { message: Arc::new(message), audience, ack: None, created: true },
+                });
+            }
+            self.deliver(Delivery::Entries { entries, up_to: last, reply: None }).await;
+            after = last;
+        }
+    }
+
+    /// Applies one change in a transaction of its own, then hands its event to the delivery task,
+    /// which answers once it is published.
+    async fn apply(&mut self, request: ChangeRequest) {
+        let ChangeRequest { actor, operation, reply } = request;
+        let target = operation.conversation();
+        match self.apply_in_transaction(&actor, operation).await {
+            Ok(applied) => {
+                if let Some((after, up_to)) = applied.foreign {
+                    self.publish_foreign(after, up_to).await;
+                }
+                self.audiences.remove(&applied.conversation);
+                if let Some(id) = target {
+                    self.audiences.remove(&id);
+                }
+                self.high_water = self.high_water.max(applied.up_to);
+                let entries = applied.entry.into_iter().collect();
+                let up_to = self.high_water;
+                self.deliver(Delivery::Entries { entries, up_to, reply: Some((reply, Ok(applied.conversation))) }).await;
+            }
+            Err(error) => {
+                if let Error::Internal(cause) = &error {
+                    tracing::error!(error = ?cause, "change was not committed");
+                }
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    async fn apply_in_transaction(&mut self, actor: &Actor, operation: Operation) -> Result<Applied> {
+        let txn = self.store.write.begin().await?;
+        let last = messages::last_assigned_message_id(&txn).await?;
+        let foreign = (last > self.high_water).then_some((self.high_water, last));
+        let event_id = MessageId(last.0 + 1);
+        let now = now_millis();
+        let Decided { conversation, change, sender, added } = match decide(&txn, actor, operation, event_id, now).await? {
+            Decision::Changed(decided) => decided,
+            Decision::Unchanged(conversation) => {
+                txn.rollback().await?;
+                return Ok(Applied { conversation, entry: None, up_to: last, foreign });
+            }
+        };
+        let body = serde_json::to_string(&change).map_err(Error::internal)?;
+        let client_id = format!("event-{event_id}");
+        let row = NewMessage { id: event_id, conversation, sender, client_id: &client_id, body: &body, created_at: now, kind: EVENT };
+        messages::insert_messages(&txn, std::slice::from_ref(&row)).await?;
+        if matches!(change, Change::ConversationRemoved { .. }) {
+            conversations::remove(&txn, conversation, event_id).await?;
+        }
+        let watchers = conversations::audience_at(&txn, conversation, event_id).await?;
+        let from = conversations::username_of(&txn, sender).await?;
+        txn.commit().await?;
+        let audience: Arc<[UserId]> = watchers.iter().map(|(id, _)| *id).collect();
+        let message = Message {
+            id: event_id,
+            conversation_id: conversation,
+            from,
+            to: None,
+            body: change.describe(),
+            created_at: now,
+            client_id,
+            event: Some(change),
+        };
+        let entry = Entry::Event { message: Arc::new(message), audience, added };
+        Ok(Applied { conversation, entry: Some(entry), up_to: event_id, foreign })
+    }
+}
+
+/// A change as committed.
+struct Applied {
+    conversation: ConversationId,
+    entry: Option<Entry>,
+    up_to: MessageId,
+    foreign: Option<(MessageId, MessageId)>,
+}
+
+/// A change decided and written (all but its event row): which conversation, what happened, who
+/// the event is from, and whom it added.
+struct Decided {
+    conversation: ConversationId,
+    change: Change,
+    sender: UserId,
+    added: Vec<UserId>,
+}
+
+/// What a change comes to.
+enum Decision {
+    Changed(Decided),
+    /// Nothing to change (already a member, the same name…): nothing is written.
+    Unchanged(ConversationId),
+}
+
+/// Checks `operation` against the rules with the state read in `txn`, and writes it (members,
+/// names, roles) with `event_id` as the id of the event that will record it.
+async fn decide(txn: &DatabaseTransaction, actor: &Actor, operation: Operation, event_id: MessageId, now: i64) -> Result<Decision> {
+    let by = actor.name().map(str::to_owned);
+    match operation {
+        Operation::Create { kind, name, topic, visibility, members, owner } => {
+            let creator = match (actor, owner) {
+                (Actor::User { id, username, .. }, _) => (*id, username.clone()),
+                (Actor::Administrator, Some(owner)) => resolve(txn, std::slice::from_ref(&owner)).await?.remove(0),
+                (Actor::Administrator, None) => return Err(Error::InvalidParameter("a room made from the command line needs an owner".into())),
+            };
+            let mut names: Vec<_> = members.into_iter().filter(|n| n.as_str() != creator.1).collect();
+            names.dedup_by(|a, b| a == b);
+            let others = resolve(txn, &names).await?;
+            let total = others.len() + 1;
+            let (creator_role, visibility) = match kind {
+                Kind::Direct => return Err(Error::InvalidParameter("a direct conversation starts with a first message".into())),
+                Kind::Group => {
+                    if topic.is_some() || visibility.is_some() {
+                        return Err(Error::InvalidParameter("a group has no topic and no visibility".into()));
+                    }
+                    if total < rules::GROUP_MIN_MEMBERS {
+                        return Err(Error::TooFewMembers);
+                    }
+                    if total > rules::GROUP_MAX_MEMBERS {
+                        return Err(Error::TooManyMembers(rules::GROUP_MAX_MEMBERS));
+                    }
+                    (Role::Member, None)
+                }
+                Kind::Room => {
+                    let Some(name) = &name else { return Err(Error::InvalidName("a room needs a name")) };
+                    if conversations::room_name_taken(txn, name.as_str()).await? {
+                        return Err(Error::NameTaken);
+                    }
+                    if total > rules::ROOM_MAX_MEMBERS {
+                        return Err(Error::TooManyMembers(rules::ROOM_MAX_MEMBERS));
+                    }
+                    (Role::Owner, Some(visibility.unwrap_or(Visibility::Public)))
+                }
+            };
+            let topic = topic.map(|t| t.into_inner()).filter(|t| !t.is_empty());
+            let name = name.map(|n| n.as_str().to_owned());
+            let id = conversations::create(txn, kind, name.as_deref(), topic.as_deref(), visibility, now).await?;
+            let mut listed = vec![MemberRole { username: creator.1.clone(), role: creator_role }];
+            conversations::add_member(txn, id, creator.0, creator_role, event_id, now).await?;
+            for (user, username) in &others {
+                conversations::add_member(txn, id, *user, Role::Member, event_id, now).await?;
+                listed.push(MemberRole { username: username.clone(), role: Role::Member });
+            }
+            let added = std::iter::once(creator.0).chain(others.iter().map(|(id, _)| *id)).collect();
+            let change = Change::ConversationCreated { by, kind, name, topic, visibility, members: listed };
+            Ok(Decision::Changed(Decided { conversation: id, change, sender: creator.0, added }))
+        }
+        Operation::Update { id, name, topic, archived } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            rules::may_update(standing, &state, name.is_some(), topic.is_some(), archived)?;
+            let name = name.filter(|n| state.name.as_deref() != Some(n.as_str()));
+            let topic = topic.map(|t| t.into_inner()).filter(|t| state.topic.as_deref().unwrap_or_default() != t);
+            let archived = archived.filter(|a| *a != state.archived);
+            if name.is_none() && topic.is_none() && archived.is_none() {
+                return Ok(Decision::Unchanged(id));
+            }
+            if let Some(name) = &name {
+                if state.kind == Kind::Room && conversations::find_room_by_name(txn, name.as_str()).await?.is_some_and(|other| other != id) {
+                    return Err(Error::NameTaken);
+                }
+                conversations::rename(txn, id, state.kind, name.as_str()).await?;
+            }
+            if let Some(topic) = &topic {
+                conversations::set_topic(txn, id, topic).await?;
+            }
+            if let Some(archived) = archived {
+                conversations::set_archived(txn, id, archived).await?;
+            }
+            let sender = event_sender(actor, &state, None)?;
+            let change = Change::ConversationUpdated { by, name: name.map(|n| n.as_str().to_owned()), topic, archived };
+            Ok(Decision::Changed(Decided { conversation: id, change, sender, added: Vec::new() }))
+        }
+        Operation::AddMembers { id, usernames, role } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            let people = resolve(txn, &usernames).await?;
+            let new: Vec<_> = people.into_iter().filter(|(user, _)| state.member(*user).is_none()).collect();
+            if new.is_empty() {
+                if matches!(standing, Standing::Outsider) {
+                    return Err(Error::Forbidden("join the room to add people to it"));
+                }
+                return Ok(Decision::Unchanged(id));
+            }
+            rules::may_add(standing, &state, role, new.len())?;
+            for (user, _) in &new {
+                conversations::add_member(txn, id, *user, role, event_id, now).await?;
+            }
+            let sender = event_sender(actor, &state, Some(new[0].0))?;
+            let members = new.iter().map(|(_, username)| MemberRole { username: username.clone(), role }).collect();
+            let added = new.iter().map(|(user, _)| *user).collect();
+            Ok(Decision::Changed(Decided { conversation: id, change: Change::MemberAdded { by, members }, sender, added }))
+        }
+        Operation::RemoveMember { id, username } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            let Some(target) = state.members.iter().find(|m| m.username == username.as_str()).cloned() else {
+                if resolve(txn, std::slice::from_ref(&username)).await.is_err() {
+                    return Err(Error::UserNotFound);
+                }
+                return Ok(Decision::Unchanged(id));
+            };
+            let leaving = actor.user() == Some(target.id);
+            rules::may_remove(standing, &state, target.role, leaving)?;
+            conversations::remove_member(txn, id, target.id, event_id).await?;
+            let sender = event_sender(actor, &state, Some(target.id))?;
+            let change = Change::MemberRemoved { by, username: target.username };
+            Ok(Decision::Changed(Decided { conversation: id, change, sender, added: Vec::new() }))
+        }
+        Operation::SetRole { id, username, role } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            let Some(target) = state.members.iter().find(|m| m.username == username.as_str()).cloned() else {
+                return Err(Error::InvalidParameter(format!("{username} is not a member of this conversation")));
+            };
+            rules::may_set_role(standing, &state, target.role, role)?;
+            if target.role == role {
+                return Ok(Decision::Unchanged(id));
+            }
+            conversations::set_role(txn, id, target.id, role).await?;
+            let sender = event_sender(actor, &state, Some(target.id))?;
+            let change = Change::RoleChanged { by, username: target.username, role };
+            Ok(Decision::Changed(Decided { conversation: id, change, sender, added: Vec::new() }))
+        }
+        Operation::Join { id } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            let Actor::User { id: user, username, .. } = actor else {
+                return Err(Error::InvalidParameter("only a person can join a room".into()));
+            };
+            rules::may_join(standing, &state)?;
+            if matches!(standing, Standing::Member(_)) {
+                return Ok(Decision::Unchanged(id));
+            }
+            conversations::add_member(txn, id, *user, Role::Member, event_id, now).await?;
+            let members = vec![MemberRole { username: username.clone(), role: Role::Member }];
+            Ok(Decision::Changed(Decided { conversation: id, change: Change::MemberAdded { by, members }, sender: *user, added: vec![*user] }))
+        }
+        Operation::Delete { id } => {
+            let state = load(txn, id).await?;
+            let standing = rules::standing(actor, &state)?;
+            rules::may_delete(standing, &state)?;
+            let sender = event_sender(actor, &state, None)?;
+            Ok(Decision::Changed(Decided { conversation: id, change: Change::ConversationRemoved { by }, sender, added: Vec::new() }))
+        }
+    }
+}
+
+async fn load(txn: &DatabaseTransaction, id: ConversationId) -> Result<ConversationState> {
+    conversations::load_state(txn, id).await?.ok_or(Error::ConversationNotFound)
+}
+
+/// Who an event is stored as from: the person who acted, or for the command line `subject` (the
+/// member it is about) or the room's first owner.
+fn event_sender(actor: &Actor, state: &ConversationState, subject: Option<UserId>) -> Result<UserId> {
+    actor
+        .user()
+        .or(subject)
+        .or_else(|| state.members.iter().find(|m| m.role == Role::Owner).map(|m| m.id))
+        .or_else(|| state.members.first().map(|m| m.id))
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("conversation {} has no members", state.id)))
+}
+
+/// The users named, in order; `user_not_found` names every one that does not exist or is disabled.
+async fn resolve(txn: &DatabaseTransaction, names: &[super::Username]) -> Result<Vec<(UserId, String)>> {
+    let wanted: Vec<String> = names.iter().map(|n| n.as_str().to_owned()).collect();
+    let found = conversations::users_named(txn, &wanted).await?;
+    let mut missing = Vec::new();
+    let mut people = Vec::with_capacity(names.len());
+    for name in &wanted {
+        match found.iter().find(|(_, username, disabled)| username == name && !disabled) {
+            Some((id, username, _)) if !people.iter().any(|(p, _)| p == id) => people.push((*id, username.clone())),
+            Some(_) => {}
+            None => missing.push(name.clone()),
+        }
+    }
+    if missing.is_empty() { Ok(people) } else { Err(Error::UsersNotFound(missing)) }
+}
+
+fn audience_of(kind: Kind, archived: bool, members: Vec<(UserId, String)>) -> Audience {
+    let ids: Arc<[UserId]> = members.iter().map(|(id, _)| *id).collect();
+    let direct_names = if kind == Kind::Direct { members } else { Vec::new() };
+    Audience { kind, archived, members: ids, direct_names }
+}
+
+/// The ids of the members a change added, among those who see it.
+fn added_ids(change: &Change, watchers: &[(UserId, String)]) -> Vec<UserId> {
+    let names: Vec<&str> = match change {
+        Change::ConversationCreated { members, .. } | Change::MemberAdded { members, .. } => {
+            members.iter().map(|m| m.username.as_str()).collect()
+        }
+        _ => return Vec::new(),
+    };
+    watchers.iter().filter(|(_, name)| names.contains(&name.as_str())).map(|(id, _)| *id).collect()
+}
+
+fn bounded_extend<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, items: Vec<(K, V)>) {
+    if map.len() + items.len() > CACHE_BOUND {
+        map.clear();
+    }
+    map.extend(items);
 }

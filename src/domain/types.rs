@@ -1,11 +1,9 @@
 //! Validated values: once one of these exists, it obeys the rules in the protocol document.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub type UserId = i64;
-pub type MessageId = i64;
-pub type ConversationId = i64;
+pub use super::ids::{ConversationId, MessageId, SocketId, UserId};
 
 /// 3–32 characters of `a-z 0-9 _ . -`, canonicalised to lowercase so `Alice` and `alice` are one user.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -113,21 +111,231 @@ impl ClientId {
     }
 }
 
-/// A stored message as every client sees it, over REST and WebSocket alike.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Message {
-    pub id: MessageId,
-    pub from: String,
-    pub to: String,
-    pub body: String,
-    /// Unix milliseconds; serialised as RFC 3339 at the edges.
-    #[serde(serialize_with = "serialize_time")]
-    pub created_at: i64,
-    pub client_id: String,
+/// A conversation's name: 1–80 characters after trimming, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationName(String);
+
+impl ConversationName {
+    pub const MAX_CHARS: usize = 80;
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(Error::InvalidName("a name cannot be empty"));
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(Error::InvalidName("a name can be at most 80 characters long"));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::InvalidName("a name cannot contain control characters"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form two room names are compared in: names are unique ignoring case.
+    pub fn key(&self) -> String {
+        self.0.to_lowercase()
+    }
 }
 
-fn serialize_time<S: serde::Serializer>(millis: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&crate::domain::format_time(*millis))
+/// A room's topic: at most 250 characters after trimming (empty clears it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic(String);
+
+impl Topic {
+    pub const MAX_CHARS: usize = 250;
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        let topic = raw.trim();
+        if topic.chars().count() > Self::MAX_CHARS {
+            return Err(Error::InvalidTopic);
+        }
+        if topic.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(Error::InvalidTopic);
+        }
+        Ok(Self(topic.to_owned()))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Exactly two people, created by the first message.
+    Direct,
+    /// 3–50 people, unnamed unless renamed, no roles.
+    Group,
+    /// Named, with a topic, public or private, up to 10,000 members, with roles.
+    Room,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Group => "group",
+            Kind::Room => "room",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "direct" => Some(Kind::Direct),
+            "group" => Some(Kind::Group),
+            "room" => Some(Kind::Room),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Listed in the directory; anyone may read and join.
+    Public,
+    /// Invisible to non-members.
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+/// A member's role in a room (members of direct and group conversations are all `member`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self> {
+        match raw {
+            "member" => Ok(Role::Member),
+            "admin" => Ok(Role::Admin),
+            "owner" => Ok(Role::Owner),
+            _ => Err(Error::InvalidRole),
+        }
+    }
+}
+
+/// What an event says happened; stored as the JSON body of an event row, in the same stream as
+/// messages. `by` is who did it (`None`: an administrator on the command line).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    ConversationCreated {
+        by: Option<String>,
+        kind: Kind,
+        name: Option<String>,
+        topic: Option<String>,
+        visibility: Option<Visibility>,
+        members: Vec<MemberRole>,
+    },
+    MemberAdded { by: Option<String>, members: Vec<MemberRole> },
+    MemberRemoved { by: Option<String>, username: String },
+    ConversationUpdated {
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archived: Option<bool>,
+    },
+    RoleChanged { by: Option<String>, username: String, role: Role },
+    ConversationRemoved { by: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRole {
+    pub username: String,
+    pub role: Role,
+}
+
+impl Change {
+    pub fn by(&self) -> Option<&str> {
+        match self {
+            Change::ConversationCreated { by, .. }
+            | Change::MemberAdded { by, .. }
+            | Change::MemberRemoved { by, .. }
+            | Change::ConversationUpdated { by, .. }
+            | Change::RoleChanged { by, .. }
+            | Change::ConversationRemoved { by } => by.as_deref(),
+        }
+    }
+
+    /// A line for people (and for clients that only show bodies): "alice added bob".
+    pub fn describe(&self) -> String {
+        let by = self.by().unwrap_or("an administrator");
+        let names = |members: &[MemberRole]| members.iter().map(|m| m.username.as_str()).collect::<Vec<_>>().join(", ");
+        match self {
+            Change::ConversationCreated { kind: Kind::Room, name, .. } => {
+                format!("{by} created the room {}", name.as_deref().unwrap_or_default())
+            }
+            Change::ConversationCreated { members, .. } => format!("{by} started a conversation with {}", names(members)),
+            Change::MemberAdded { members, .. } if self.by() == Some(members[0].username.as_str()) && members.len() == 1 => {
+                format!("{by} joined")
+            }
+            Change::MemberAdded { members, .. } => format!("{by} added {}", names(members)),
+            Change::MemberRemoved { username, .. } if self.by() == Some(username.as_str()) => format!("{username} left"),
+            Change::MemberRemoved { username, .. } => format!("{by} removed {username}"),
+            Change::ConversationUpdated { name: Some(name), .. } => format!("{by} renamed the conversation to {name}"),
+            Change::ConversationUpdated { topic: Some(topic), .. } if topic.is_empty() => format!("{by} cleared the topic"),
+            Change::ConversationUpdated { topic: Some(topic), .. } => format!("{by} set the topic: {topic}"),
+            Change::ConversationUpdated { archived: Some(true), .. } => format!("{by} archived the room"),
+            Change::ConversationUpdated { archived: Some(false), .. } => format!("{by} unarchived the room"),
+            Change::ConversationUpdated { .. } => format!("{by} changed the conversation"),
+            Change::RoleChanged { username, role, .. } => format!("{by} made {username} {}", role.as_str()),
+            Change::ConversationRemoved { .. } => format!("{by} deleted the conversation"),
+        }
+    }
+}
+
+/// One entry of a conversation's stream as every client sees it, over REST and WebSocket alike:
+/// a message, or (with `event`) a change to the conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub from: String,
+    /// The other person, in a direct conversation only.
+    pub to: Option<String>,
+    pub body: String,
+    /// Unix milliseconds; serialised as RFC 3339 at the edges.
+    pub created_at: i64,
+    pub client_id: String,
+    pub event: Option<Change>,
 }
 
 /// A user as listed to other users.
@@ -148,18 +356,55 @@ pub struct CurrentUser {
     pub created_at: i64,
 }
 
-/// One row of "my conversations".
-#[derive(Clone, Debug)]
-pub struct ConversationSummary {
-    pub conversation_id: ConversationId,
-    pub peer: String,
-    pub peer_id: UserId,
-    pub unread: u64,
-    /// My read marker: the newest message id I have read.
+/// A member as a conversation lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub id: UserId,
+    pub username: String,
+    pub role: Role,
+    /// How far they have read.
     pub read_up_to: MessageId,
-    /// The peer's read marker: the newest message id they have read (for "seen" receipts).
-    pub peer_read_up_to: MessageId,
+    pub online: bool,
+}
+
+/// A conversation as one of its members (or, for a public room, anyone) sees it.
+#[derive(Clone, Debug)]
+pub struct ConversationView {
+    pub id: ConversationId,
+    pub kind: Kind,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub archived: bool,
+    /// All members, or the first ones of a large room (see `member_count`).
+    pub members: Vec<Member>,
+    pub member_count: u64,
+    /// The viewer's role; `None` when they are not a member (a public room).
+    pub my_role: Option<Role>,
+    /// Messages from others above the viewer's read marker (counted up to 9999).
+    pub unread: u64,
+    pub read_up_to: MessageId,
     pub last_message: Option<Message>,
+    /// The newest stream id of the conversation, for ordering by activity.
+    pub last_activity: MessageId,
+    pub created_at: i64,
+}
+
+impl ConversationView {
+    /// The other person of a direct conversation, as seen by `me`.
+    pub fn peer(&self, me: UserId) -> Option<&Member> {
+        (self.kind == Kind::Direct).then(|| self.members.iter().find(|m| m.id != me)).flatten()
+    }
+}
+
+/// A public room as the directory lists it.
+#[derive(Clone, Debug)]
+pub struct DirectoryEntry {
+    pub id: ConversationId,
+    pub name: String,
+    pub topic: Option<String>,
+    pub member_count: u64,
+    pub joined: bool,
 }
 
 /// One page of a conversation's history, ascending by id.
@@ -198,6 +443,36 @@ mod tests {
         assert!(matches!(MessageBody::parse(" \n\t ", 10), Err(Error::EmptyMessage)));
         assert!(MessageBody::parse(&"😀".repeat(10), 10).is_ok());
         assert!(matches!(MessageBody::parse(&"😀".repeat(11), 10), Err(Error::MessageTooLong(10))));
+    }
+
+    #[test]
+    fn names_and_topics_are_trimmed_and_bounded() {
+        assert_eq!(ConversationName::parse("  Design  ").unwrap().as_str(), "Design");
+        assert_eq!(ConversationName::parse("Design").unwrap().key(), ConversationName::parse("DESIGN").unwrap().key());
+        for bad in ["", "   ", "a\u{7}b", &"n".repeat(81)] {
+            assert!(matches!(ConversationName::parse(bad), Err(Error::InvalidName(_))), "{bad:?}");
+        }
+        assert!(ConversationName::parse(&"é".repeat(80)).is_ok());
+        assert_eq!(Topic::parse("  ").unwrap().into_inner(), "");
+        assert!(Topic::parse(&"t".repeat(251)).is_err());
+        assert!(Topic::parse("line one\nline two").is_ok());
+    }
+
+    #[test]
+    fn changes_read_as_sentences_and_round_trip_as_json() {
+        let added = Change::MemberAdded {
+            by: Some("alice".into()),
+            members: vec![MemberRole { username: "bob".into(), role: Role::Member }],
+        };
+        assert_eq!(added.describe(), "alice added bob");
+        let joined = Change::MemberAdded { by: Some("bob".into()), members: vec![MemberRole { username: "bob".into(), role: Role::Member }] };
+        assert_eq!(joined.describe(), "bob joined");
+        let left = Change::MemberRemoved { by: Some("bob".into()), username: "bob".into() };
+        assert_eq!(left.describe(), "bob left");
+        let json = serde_json::to_string(&added).unwrap();
+        assert_eq!(json, r#"{"type":"member_added","by":"alice","members":[{"username":"bob","role":"member"}]}"#);
+        assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), added);
+        assert_eq!(Change::ConversationRemoved { by: None }.describe(), "an administrator deleted the conversation");
     }
 
     #[test]

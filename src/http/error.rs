@@ -64,13 +64,20 @@ impl From<Error> for ApiError {
             | Error::EmptyMessage
             | Error::MessageTooLong(_)
             | Error::InvalidClientId
+            | Error::InvalidName(_)
+            | Error::InvalidTopic
+            | Error::InvalidRole
+            | Error::TooManyMembers(_)
+            | Error::TooFewMembers
             | Error::InvalidParameter(_) => ApiError::BadRequest(json),
             Error::InvalidCredentials | Error::Unauthorized => ApiError::Unauthorized(json),
             // A well-formed request for something the caller may not do: messages and read markers
             // with oneself.
-            Error::AccountDisabled | Error::CannotMessageSelf => ApiError::Forbidden(json),
-            Error::UserNotFound => ApiError::NotFound(json),
-            Error::UsernameTaken | Error::ClientIdConflict => ApiError::Conflict(json),
+            Error::AccountDisabled | Error::CannotMessageSelf | Error::Forbidden(_) | Error::Archived => {
+                ApiError::Forbidden(json)
+            }
+            Error::UserNotFound | Error::UsersNotFound(_) | Error::ConversationNotFound => ApiError::NotFound(json),
+            Error::UsernameTaken | Error::ClientIdConflict | Error::LastOwner | Error::NameTaken => ApiError::Conflict(json),
             Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
             Error::Unavailable => ApiError::Unavailable(json, None),
             Error::Busy { retry_after_secs } => ApiError::Unavailable(json, Some(retry_after_secs)),

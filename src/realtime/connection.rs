@@ -8,11 +8,15 @@ use futures_util::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 
 use super::{
-    hub::{SocketHandle, SocketId, SocketSlot},
+    hub::{SocketHandle, SocketSlot},
     outbox::{Interrupt, Outbound, Outbox, Taken},
-    protocol::{ClientFrame, ServerFrame, parse_client_frame},
+    protocol::{ClientFrame, ServerFrame, entry_frame, parse_client_frame},
 };
-use crate::{app::App, domain::CurrentUser, domain::MessageId, error::Error};
+use crate::{
+    app::App,
+    domain::{CurrentUser, MessageId, SocketId, chat::To},
+    error::Error,
+};
 
 /// Close codes: the standard ones chatd uses, and its own (4000–4999 are for applications).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -53,13 +57,21 @@ async fn open(mut socket: WebSocketStream, app: App) -> Option<Connection> {
     let outbox = Outbox::new(app.config.websocket.max_queued_bytes);
     let socket_id = app.hub.next_socket_id();
     let handle = SocketHandle::new(socket_id, user.id, &user.session_id, outbox.clone());
-    let (registered_at, last_id, registration) = match app.chat.connect_socket(&user, handle).await {
-        Ok(registered) => registered,
-        Err(error) => {
+    let registered = async {
+        let circle = app.chat.presence_circle(&user).await?;
+        let registration = app.hub.register(handle, &user.username, &circle);
+        let last_id = app.chat.latest_id_for(&user, registration.registered_at).await;
+        Ok::<_, Error>((registration, last_id))
+    };
+    let (registration, last_id) = match registered.await {
+        Ok((registration, Ok(last_id))) => (registration, last_id),
+        Ok((_, Err(error))) | Err(error) => {
             tracing::error!(error = ?error, "could not register socket");
+            leave_hub(&app, &user, socket_id).await;
             return close(&mut socket, CLOSE_SERVER_ERROR, "server error").await;
         }
     };
+    let registered_at = registration.registered_at;
     let write_timeout = Duration::from_secs(app.config.websocket.write_timeout_secs);
     let mut connection =
         Connection { app, user, socket, socket_id, outbox, pending: VecDeque::new(), registered_at, last_id, write_timeout, _slot: slot };
@@ -213,7 +225,7 @@ impl Connection {
 
     /// Leaves the hub; on [`Ending::Drain`] first sends what is still queued (briefly).
     async fn end(mut self, ending: Ending) {
-        self.app.chat.disconnect_socket(&self.user, self.socket_id).await;
+        leave_hub(&self.app, &self.user, self.socket_id).await;
         self.outbox.close();
         if ending == Ending::Drain {
             let _ = tokio::time::timeout(FINAL_WRITE_DEADLINE, self.write_rest()).await;
@@ -236,16 +248,18 @@ impl Connection {
             Err(error) => return self.reply_error(error.code, &error.message, None),
         };
         let result = match frame {
-            ClientFrame::SendMessage { to, body, client_id } => {
+            ClientFrame::SendMessage { to, conversation_id, body, client_id } => {
+                let to = named(to, conversation_id);
                 let sent = self.app.chat.send_from_socket(&self.user, self.socket_id, &to, &body, &client_id).await;
                 if let Err(error) = sent {
                     return self.reply_error(error.code(), &error.to_string(), Some(&client_id));
                 }
                 Ok(())
             }
-            ClientFrame::Typing { to } => self.app.chat.typing(&self.user, &to).await,
-            ClientFrame::Read { peer, up_to } => {
-                self.app.chat.mark_read(&self.user, &peer, up_to, Some(self.socket_id)).await.map(|_| ())
+            ClientFrame::Typing { to, conversation_id } => self.app.chat.typing(&self.user, &named(to, conversation_id)).await,
+            ClientFrame::Read { peer, conversation_id, up_to } => {
+                let to = named(peer, conversation_id);
+                self.app.chat.mark_read(&self.user, &to, up_to, Some(self.socket_id)).await.map(|_| ())
             }
             ClientFrame::Sync { after } => self.sync(after).await,
             ClientFrame::Ping => {
@@ -274,7 +288,7 @@ impl Connection {
                 self.outbox.close();
                 return Ok(());
             }
-            self.pending.extend(page.iter().map(|message| Outbound::Text(ServerFrame::ReceiveMessage { message }.to_text())));
+            self.pending.extend(page.iter().map(|message| Outbound::Text(entry_frame(message))));
             if self.write_pending().await != Written::Open {
                 self.outbox.close();
                 return Ok(());
@@ -291,6 +305,27 @@ impl Connection {
 
     fn reply_error(&self, code: &str, message: &str, client_id: Option<&str>) {
         self.reply(ServerFrame::Error { code, message, client_id }.to_text());
+    }
+}
+
+/// Which conversation a frame names (the parser has checked that it names exactly one).
+fn named(peer: Option<String>, conversation: Option<crate::domain::ConversationId>) -> To {
+    match (peer, conversation) {
+        (_, Some(id)) => To::Conversation(id),
+        (Some(peer), None) => To::Peer(peer),
+        (None, None) => To::Peer(String::new()),
+    }
+}
+
+/// Takes a socket out of the hub; with the user's last one gone, the people who may see them learn
+/// they are offline.
+async fn leave_hub(app: &App, user: &CurrentUser, socket: SocketId) {
+    if !app.hub.remove_socket(user.id, socket) {
+        return;
+    }
+    match app.chat.presence_audience(user).await {
+        Ok(audience) => app.hub.announce_offline(user.id, &user.username, &audience),
+        Err(error) => tracing::warn!(?error, "cannot tell contacts that a user went offline"),
     }
 }
 

@@ -1,24 +1,28 @@
-//! Who is connected: every open, authenticated socket by user, presence, and fan-out.
+//! Who is connected: every open, authenticated socket by user, presence, and the fan-out of what
+//! the write path committed, turned into frames here.
 //!
-//! Frames are serialised once and handed to each socket's bounded queue without waiting. A socket
-//! whose queue is full is too slow to keep up: it is told to close, and catches up with `sync`
-//! when it reconnects, so one slow reader never holds up anyone else.
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+//! Frames are serialised once and handed to each socket's bounded outbox without waiting. A socket
+//! whose outbox is full is too slow to keep up: it is dropped, and catches up with `sync` when it
+//! reconnects, so one slow reader never holds up anyone else.
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
 };
 
 use dashmap::DashMap;
 
 use super::{
     outbox::{Outbound, Outbox, PendingWakes, Queued},
-    protocol::ServerFrame,
+    protocol::{ServerFrame, entry_frame},
 };
-use crate::{domain::UserId, monitoring};
-
-pub type SocketId = u64;
+use crate::{
+    domain::{
+        MessageId, SocketId, UserId,
+        chat::PresenceCircle,
+        fanout::{Commit, Entry, Fanout, Notice},
+    },
+    monitoring,
+};
 
 /// The hub's handle on one socket.
 #[derive(Clone)]
@@ -54,19 +58,15 @@ struct OnlineUser {
     sockets: Vec<SocketHandle>,
 }
 
-/// Whose presence matters to a user coming online: who may see them, and whom they may see.
-#[derive(Debug, Default)]
-pub struct PresenceCircle {
-    pub audience: Vec<UserId>,
-    pub visible: Vec<UserId>,
-}
-
 #[derive(Default)]
 pub struct Hub {
     online: DashMap<UserId, OnlineUser>,
     next_socket_id: AtomicU64,
     /// Serialises presence changes so "offline" and "online" for one user never overtake each other.
     presence: Mutex<()>,
+    /// The newest stream id published. Held while a commit is fanned out, so that a socket
+    /// registers either before a commit (and gets it live) or after it (and gets it from `sync`).
+    published: Mutex<MessageId>,
     /// Sockets each user has open or is opening, counted before they register so that a burst of
     /// `auth` frames cannot get past `rate_limits.sockets_per_user`.
     slots: DashMap<UserId, usize>,
@@ -74,7 +74,8 @@ pub struct Hub {
 
 /// What registering a socket found.
 pub struct Registration {
-    pub first_socket: bool,
+    /// Everything after this id arrives live; everything up to it comes from `sync`.
+    pub registered_at: MessageId,
     pub online_contacts: Vec<String>,
 }
 
@@ -99,7 +100,7 @@ impl Hub {
     }
 
     pub fn next_socket_id(&self) -> SocketId {
-        self.next_socket_id.fetch_add(1, Ordering::Relaxed) + 1
+        SocketId(self.next_socket_id.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Takes one of `user`'s `max` socket places (0: no limit), or `None` when all are taken.
@@ -112,8 +113,10 @@ impl Hub {
         Some(SocketSlot { hub: self.clone(), user })
     }
 
-    /// Adds an authenticated socket; the user's first socket makes them online to their audience.
-    pub fn add_socket(&self, socket: SocketHandle, username: &str, circle: &PresenceCircle) -> Registration {
+    /// Adds an authenticated socket between two commits; the user's first socket makes them
+    /// online to their audience.
+    pub fn register(&self, socket: SocketHandle, username: &str, circle: &PresenceCircle) -> Registration {
+        let published = self.published.lock().expect("stream lock");
         let _presence = self.presence.lock().expect("presence lock");
         let user = socket.user;
         let first_socket = {
@@ -132,7 +135,7 @@ impl Hub {
         let mut online_contacts: Vec<String> =
             circle.visible.iter().filter_map(|c| self.online.get(c).map(|e| e.username.clone())).collect();
         online_contacts.sort();
-        Registration { first_socket, online_contacts }
+        Registration { registered_at: *published, online_contacts }
     }
 
     /// Removes a socket; true when it was the user's last, so that they are now offline.
@@ -165,10 +168,6 @@ impl Hub {
         self.online.get(&user).map_or(0, |e| e.sockets.len())
     }
 
-    pub fn is_online(&self, user: UserId) -> bool {
-        self.online.contains_key(&user)
-    }
-
     pub fn online_users(&self) -> usize {
         self.online.len()
     }
@@ -177,41 +176,37 @@ impl Hub {
         self.online.iter().map(|e| e.sockets.len()).sum()
     }
 
+    fn username_of(&self, user: UserId) -> Option<String> {
+        self.online.get(&user).map(|e| e.username.clone())
+    }
+
     /// Tells `audience` (those of them online) that `username` came or went.
     fn announce(&self, audience: &[UserId], username: &str, online: bool) {
         let frame = ServerFrame::Presence { username, online }.to_text();
+        let mut wakes = PendingWakes::default();
         for &watcher in audience {
-            self.send_to_user(watcher, &frame, None);
+            self.queue_for_user(watcher, &frame, None, &mut wakes);
         }
     }
 
-    /// `user` may now be seen by `watcher` (they wrote to them): if both are online, `watcher`
-    /// learns it now.
-    pub fn reveal_presence(&self, user: UserId, watcher: UserId) {
+    /// `added` joined a conversation with `audience`: those who are online now see each other.
+    fn introduce(&self, added: &[UserId], audience: &[UserId], wakes: &mut PendingWakes) {
         let _presence = self.presence.lock().expect("presence lock");
-        let Some(name) = self.online.get(&user).map(|e| e.username.clone()) else { return };
-        self.send_to_user(watcher, &ServerFrame::Presence { username: &name, online: true }.to_text(), None);
-    }
-
-    /// Queues a short-lived frame (typing) on `user`'s sockets; a socket that already has the
-    /// same `key` waiting, or is behind, goes without.
-    pub fn send_ephemeral_to_user(&self, user: UserId, frame: &Arc<str>, key: u64) {
-        let Some(entry) = self.online.get(&user) else { return };
-        for socket in &entry.sockets {
-            if socket.outbox.push_ephemeral_quietly(Outbound::Text(frame.clone()), key) == Queued::First {
-                socket.outbox.wake();
+        let online: Vec<(UserId, String)> = audience.iter().filter_map(|&u| self.username_of(u).map(|name| (u, name))).collect();
+        for &newcomer in added {
+            let Some((_, name)) = online.iter().find(|(u, _)| *u == newcomer) else { continue };
+            let frame = ServerFrame::Presence { username: name, online: true }.to_text();
+            for (other, other_name) in online.iter().filter(|(u, _)| *u != newcomer) {
+                self.queue_for_user(*other, &frame, None, wakes);
+                let back = ServerFrame::Presence { username: other_name, online: true }.to_text();
+                self.queue_for_user(newcomer, &back, None, wakes);
             }
         }
     }
 
-    /// Sends `frame` to every socket of `user`, except the one it came from; returns how many.
-    pub fn send_to_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>) -> usize {
-        self.queue_for_user(user, frame, except, &mut PendingWakes::default())
-    }
-
-    /// Like [`Hub::send_to_user`], but the sockets' writers wake only when `wakes` does: a
-    /// commit's frames go out in one write per socket.
-    pub fn queue_for_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>, wakes: &mut PendingWakes) -> usize {
+    /// Queues `frame` on every socket of `user` except `except`; the sockets' writers wake when
+    /// `wakes` does, so a commit's frames go out in one write per socket. Returns how many.
+    fn queue_for_user(&self, user: UserId, frame: &Arc<str>, except: Option<SocketId>, wakes: &mut PendingWakes) -> usize {
         let Some(entry) = self.online.get(&user) else { return 0 };
         let mut queued = 0;
         for socket in entry.sockets.iter().filter(|s| Some(s.id) != except) {
@@ -221,11 +216,22 @@ impl Hub {
         queued
     }
 
-    /// Queues `frame` on one particular socket, if it is still connected; it wakes with `wakes`.
-    pub fn queue_for_socket(&self, user: UserId, socket: SocketId, frame: &Arc<str>, wakes: &mut PendingWakes) {
-        if let Some(entry) = self.online.get(&user) {
-            if let Some(s) = entry.sockets.iter().find(|s| s.id == socket) {
-                s.send(frame, wakes);
+    /// Queues `frame` on one particular socket, if it is still connected.
+    fn queue_for_socket(&self, user: UserId, socket: SocketId, frame: &Arc<str>, wakes: &mut PendingWakes) {
+        if let Some(entry) = self.online.get(&user)
+            && let Some(s) = entry.sockets.iter().find(|s| s.id == socket)
+        {
+            s.send(frame, wakes);
+        }
+    }
+
+    /// Queues a short-lived frame (typing) on `user`'s sockets; a socket that already has the
+    /// same `key` waiting, or is behind, goes without.
+    fn queue_ephemeral(&self, user: UserId, frame: &Arc<str>, key: u64) {
+        let Some(entry) = self.online.get(&user) else { return };
+        for socket in &entry.sockets {
+            if socket.outbox.push_ephemeral_quietly(Outbound::Text(frame.clone()), key) == Queued::First {
+                socket.outbox.wake();
             }
         }
     }
@@ -255,5 +261,80 @@ impl Hub {
                 socket.close(code, reason);
             }
         }
+    }
+}
+
+impl Fanout for Hub {
+    fn publish(&self, commit: Commit) {
+        // Every frame of the commit is queued first; each socket then wakes once.
+        let mut wakes = PendingWakes::default();
+        let mut published = self.published.lock().expect("stream lock");
+        let mut delivered = 0;
+        for entry in commit.entries {
+            match entry {
+                Entry::Message { message, audience, ack, created } => {
+                    if let Some((sender, socket)) = ack {
+                        let frame = ServerFrame::Ack { client_id: &message.client_id, message: (&*message).into() }.to_text();
+                        self.queue_for_socket(sender, socket, &frame, &mut wakes);
+                    }
+                    if created {
+                        let frame = entry_frame(&message);
+                        let except = ack.map(|(_, socket)| socket);
+                        delivered += audience.iter().map(|&member| self.queue_for_user(member, &frame, except, &mut wakes)).sum::<usize>();
+                    }
+                }
+                Entry::Refused { sender, socket, client_id, error } => {
+                    let frame =
+                        ServerFrame::Error { code: error.code(), message: &error.to_string(), client_id: Some(&client_id) }.to_text();
+                    self.queue_for_socket(sender, socket, &frame, &mut wakes);
+                }
+                Entry::Event { message, audience, added } => {
+                    let frame = entry_frame(&message);
+                    for &member in audience.iter() {
+                        self.queue_for_user(member, &frame, None, &mut wakes);
+                    }
+                    if !added.is_empty() {
+                        self.introduce(&added, &audience, &mut wakes);
+                    }
+                }
+            }
+        }
+        *published = (*published).max(commit.up_to);
+        drop(published);
+        metrics::counter!(monitoring::MESSAGES_DELIVERED).increment(delivered as u64);
+    }
+
+    fn notify(&self, notice: Notice) {
+        let mut wakes = PendingWakes::default();
+        match notice {
+            Notice::Typing { conversation, from, to, key } => {
+                let frame = ServerFrame::Typing { conversation_id: conversation, from: &from }.to_text();
+                for user in to {
+                    self.queue_ephemeral(user, &frame, key);
+                }
+            }
+            Notice::Read { conversation, reader, up_to, to } => {
+                let frame = ServerFrame::Read { conversation_id: conversation, peer: &reader, up_to }.to_text();
+                for user in to {
+                    self.queue_for_user(user, &frame, None, &mut wakes);
+                }
+            }
+            Notice::ReadMarker { user, conversation, peer, up_to, except } => {
+                let frame = ServerFrame::ReadMarker { conversation_id: conversation, peer: peer.as_deref(), up_to }.to_text();
+                self.queue_for_user(user, &frame, except, &mut wakes);
+            }
+            Notice::PresenceRevealed { user, watchers } => {
+                let _presence = self.presence.lock().expect("presence lock");
+                let Some(name) = self.username_of(user) else { return };
+                let frame = ServerFrame::Presence { username: &name, online: true }.to_text();
+                for watcher in watchers {
+                    self.queue_for_user(watcher, &frame, None, &mut wakes);
+                }
+            }
+        }
+    }
+
+    fn is_online(&self, user: UserId) -> bool {
+        self.online.contains_key(&user)
     }
 }

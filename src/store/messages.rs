@@ -1,32 +1,48 @@
-//! Queries about conversations and messages. The write side is only called by the message
-//! pipeline (`domain::chat::pipeline`), inside its batch transaction.
+//! The stream of messages and events: what the writer stores in its batch transactions, and what
+//! history, `sync` and catch-up read back. Events (a member added, a rename) are rows of
+//! `messages` too, with `kind = 'event'` and the change as JSON in `body`, so one counter numbers
+//! both in commit order.
 use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 
 use super::sql;
 use crate::{
-    domain::{ConversationId, ConversationSummary, Message, MessageId, UserId},
+    domain::{Change, ConversationId, Message, MessageId, UserId},
     error::{Error, Result},
 };
 
-/// Columns and joins that turn a `messages` row into a [`Message`] with both usernames.
-/// `to` is the other member of the (direct) conversation.
-const MESSAGE_SELECT: &str = "SELECT m.id, m.conversation_id, m.body, m.created_at, m.client_id,
-        su.username AS sender_name, ru.username AS recipient_name
+/// Columns and joins that turn a `messages` row into a [`Message`]; `to` is the other member of a
+/// direct conversation.
+pub(super) const MESSAGE_SELECT: &str = "SELECT m.id, m.conversation_id, m.body, m.created_at, m.client_id, m.kind,
+        su.username AS sender_name,
+        CASE WHEN c.kind = 'direct' THEN (
+            SELECT u.username FROM conversation_members o JOIN users u ON u.id = o.user_id
+            WHERE o.conversation_id = m.conversation_id AND o.user_id != m.sender_id) END AS recipient_name
     FROM messages m
     JOIN users su ON su.id = m.sender_id
-    JOIN conversation_members rm ON rm.conversation_id = m.conversation_id AND rm.user_id != m.sender_id
-    JOIN users ru ON ru.id = rm.user_id";
+    JOIN conversations c ON c.id = m.conversation_id";
 
-fn message_from_row(row: &QueryResult) -> Result<Message, DbErr> {
+pub const TEXT: &str = "text";
+pub const EVENT: &str = "event";
+
+pub(super) fn message_from_row(row: &QueryResult) -> Result<Message, DbErr> {
+    let kind: String = row.try_get("", "kind")?;
+    let body: String = row.try_get("", "body")?;
+    let event = if kind == EVENT {
+        Some(serde_json::from_str::<Change>(&body).map_err(|e| DbErr::Custom(format!("event body: {e}")))?)
+    } else {
+        None
+    };
     Ok(Message {
         id: row.try_get("", "id")?,
+        conversation_id: row.try_get("", "conversation_id")?,
         from: row.try_get("", "sender_name")?,
         to: row.try_get("", "recipient_name")?,
-        body: row.try_get("", "body")?,
+        body: event.as_ref().map(Change::describe).unwrap_or(body),
         created_at: row.try_get("", "created_at")?,
         client_id: row.try_get("", "client_id")?,
+        event,
     })
 }
 
@@ -46,6 +62,7 @@ pub async fn find_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: U
     Ok(row.map(|r| r.try_get("", "id")).transpose()?)
 }
 
+/// A direct conversation with both its members, each a member from the start of the stream.
 pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: UserId, now: i64) -> Result<ConversationId> {
     let row = db
         .query_one_raw(sql(
@@ -60,10 +77,15 @@ pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b:
         [id.into(), a.into(), now.into(), id.into(), b.into(), now.into()],
     ))
     .await?;
+    db.execute_raw(sql(
+        "INSERT INTO membership_periods (conversation_id, user_id, since_id) VALUES (?, ?, 0), (?, ?, 0)",
+        [id.into(), a.into(), id.into(), b.into()],
+    ))
+    .await?;
     Ok(id)
 }
 
-/// A message ready to be stored, with the id the writer gave it.
+/// A stream entry ready to be stored, with the id the writer gave it.
 pub struct NewMessage<'a> {
     pub id: MessageId,
     pub conversation: ConversationId,
@@ -71,6 +93,8 @@ pub struct NewMessage<'a> {
     pub client_id: &'a str,
     pub body: &'a str,
     pub created_at: i64,
+    /// [`TEXT`] or [`EVENT`].
+    pub kind: &'static str,
 }
 
 /// Most rows per statement. Chunks are powers of two up to this, so a handful of statement
@@ -90,8 +114,8 @@ fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// The highest message id ever given out. AUTOINCREMENT remembers it even after the newest
-/// messages are deleted, so ids are never reused and clients' `after` cursors stay meaningful.
+/// The highest stream id ever given out. AUTOINCREMENT remembers it even after the newest rows
+/// are deleted, so ids are never reused and clients' `after` cursors stay meaningful.
 pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
     let row = db
         .query_one_raw(sql(
@@ -100,7 +124,7 @@ pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<Messa
             [],
         ))
         .await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or_default())
 }
 
 /// Which of these `(sender, client_id)` keys are already stored: resends.
@@ -126,12 +150,12 @@ pub async fn stored_keys(db: &impl ConnectionTrait, keys: &[(UserId, &str)]) -> 
     Ok(stored)
 }
 
-/// Stores new messages under the ids they carry. Callers leave out keys already stored (see
+/// Stores new stream entries under the ids they carry. Callers leave out keys already stored (see
 /// [`stored_keys`]); a conflict fails the statement, and with it the caller's transaction.
 pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>]) -> Result<()> {
     for chunk in power_of_two_chunks(rows) {
-        let placeholders = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let values = chunk.iter().flat_map(|row| -> [sea_orm::Value; 6] {
+        let placeholders = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = chunk.iter().flat_map(|row| -> [sea_orm::Value; 7] {
             [
                 row.id.into(),
                 row.conversation.into(),
@@ -139,11 +163,12 @@ pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>])
                 row.client_id.into(),
                 row.body.into(),
                 row.created_at.into(),
+                row.kind.into(),
             ]
         });
         db.execute_raw(sql(
             &format!(
-                "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at) VALUES {placeholders}"
+                "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at, kind) VALUES {placeholders}"
             ),
             values,
         ))
@@ -163,23 +188,15 @@ pub async fn mark_posted(db: &impl ConnectionTrait, conversation: ConversationId
     Ok(changed.rows_affected() > 0)
 }
 
-/// A message already stored under `(sender, client_id)`, with the conversation it belongs to.
-pub async fn find_by_client_id(
-    db: &impl ConnectionTrait,
-    sender: UserId,
-    client_id: &str,
-) -> Result<Option<(ConversationId, Message)>> {
+/// A message already stored under `(sender, client_id)`.
+pub async fn find_by_client_id(db: &impl ConnectionTrait, sender: UserId, client_id: &str) -> Result<Option<Message>> {
     let row = db
-        .query_one_raw(sql(
-            &format!("{MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_id = ?"),
-            [sender.into(), client_id.into()],
-        ))
+        .query_one_raw(sql(&format!("{MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_id = ?"), [sender.into(), client_id.into()]))
         .await?;
-    let Some(row) = row else { return Ok(None) };
-    Ok(Some((row.try_get("", "conversation_id")?, message_from_row(&row)?)))
+    Ok(row.as_ref().map(message_from_row).transpose()?)
 }
 
-/// Moves `reader`'s read marker forward to `up_to` (never past the newest message, never
+/// Moves `reader`'s read marker forward to `up_to` (never past the newest entry, never
 /// backwards); returns the marker as stored and whether it moved.
 pub async fn mark_read(
     db: &impl ConnectionTrait,
@@ -206,28 +223,27 @@ pub async fn mark_read(
             [conversation.into(), reader.into()],
         ))
         .await?;
-    Ok((row.map(|r| r.try_get("", "last_read_id")).transpose()?.unwrap_or(0), false))
+    Ok((row.map(|r| r.try_get("", "last_read_id")).transpose()?.unwrap_or_default(), false))
 }
 
-pub async fn latest_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
-    let row = db.query_one_raw(sql("SELECT COALESCE(MAX(id), 0) AS id FROM messages", [])).await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
-}
+/// Periods of `user`'s memberships joined to the stream entries they cover: what `user` may see
+/// live, and so what `sync` replays. The periods drive the join (a user has few).
+const VISIBLE_TO_USER: &str = "FROM membership_periods p
+    CROSS JOIN messages m ON m.conversation_id = p.conversation_id
+        AND m.id >= p.since_id AND (p.until_id IS NULL OR m.id <= p.until_id)";
 
-/// The newest message id involving `user`, not counting messages after `ceiling`.
+/// The newest stream id `user` could see, not counting entries after `ceiling`.
 pub async fn latest_message_id_for(db: &impl ConnectionTrait, user: UserId, ceiling: MessageId) -> Result<MessageId> {
     let row = db
         .query_one_raw(sql(
-            "SELECT COALESCE(MAX(m.id), 0) AS id FROM conversation_members me
-             JOIN messages m ON m.conversation_id = me.conversation_id AND m.id <= ?
-             WHERE me.user_id = ?",
-            [ceiling.into(), user.into()],
+            &format!("SELECT COALESCE(MAX(m.id), 0) AS id {VISIBLE_TO_USER} WHERE p.user_id = ? AND m.id <= ?"),
+            [user.into(), ceiling.into()],
         ))
         .await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
+    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or_default())
 }
 
-/// Messages involving `user` with `after < id <= up_to`, oldest first, at most `limit`.
+/// Stream entries `user` could see with `after < id <= up_to`, oldest first, at most `limit`.
 pub async fn messages_for_user_between(
     db: &impl ConnectionTrait,
     user: UserId,
@@ -235,19 +251,29 @@ pub async fn messages_for_user_between(
     up_to: MessageId,
     limit: u64,
 ) -> Result<Vec<Message>> {
+    let select = MESSAGE_SELECT.replace("FROM messages m", VISIBLE_TO_USER);
     let rows = db
         .query_all_raw(sql(
-            &format!(
-                "{MESSAGE_SELECT} WHERE m.conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = ?)
-                 AND m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"
-            ),
+            &format!("{select} WHERE p.user_id = ? AND m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"),
             [user.into(), after.into(), up_to.into(), (limit as i64).into()],
         ))
         .await?;
     messages_from_rows(rows)
 }
 
-/// Messages of a conversation with `after < id < before`: the `limit` newest ones (newest first)
+/// Every stream entry with `after < id <= up_to`, oldest first, at most `limit`: what another
+/// process committed, for the writer to deliver.
+pub async fn messages_between_ids(db: &impl ConnectionTrait, after: MessageId, up_to: MessageId, limit: u64) -> Result<Vec<Message>> {
+    let rows = db
+        .query_all_raw(sql(
+            &format!("{MESSAGE_SELECT} WHERE m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"),
+            [after.into(), up_to.into(), (limit as i64).into()],
+        ))
+        .await?;
+    messages_from_rows(rows)
+}
+
+/// Entries of a conversation with `after < id < before`: the `limit` newest ones (newest first)
 /// or the `limit` oldest ones (oldest first).
 pub async fn messages_between(
     db: &impl ConnectionTrait,
@@ -261,71 +287,21 @@ pub async fn messages_between(
     let rows = db
         .query_all_raw(sql(
             &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id {order} LIMIT ?"),
-            [conversation.into(), after.into(), before.unwrap_or(i64::MAX).into(), (limit as i64).into()],
+            [conversation.into(), after.into(), before.map_or(i64::MAX, |b| b.0).into(), (limit as i64).into()],
         ))
         .await?;
     messages_from_rows(rows)
 }
 
-/// Unread counts stop here, so a never-read conversation with millions of messages stays cheap.
-pub const UNREAD_CAP: i64 = 9999;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `user`'s conversations, most recent first, with unread counts (up to [`UNREAD_CAP`]) and the
-/// last message.
-pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<ConversationSummary>> {
-    let rows = db
-        .query_all_raw(sql(
-            "SELECT c.id AS conversation_id, peer.user_id AS peer_id, pu.username AS peer,
-                me.last_read_id AS read_up_to, peer.last_read_id AS peer_read_up_to,
-                (SELECT COUNT(*) FROM (SELECT 1 FROM messages x WHERE x.conversation_id = c.id AND x.id > me.last_read_id
-                    AND x.sender_id != me.user_id LIMIT ?)) AS unread,
-                m.id AS message_id, m.body, m.created_at, m.client_id, m.sender_id
-             FROM conversation_members me
-             JOIN conversations c ON c.id = me.conversation_id
-             JOIN conversation_members peer ON peer.conversation_id = c.id AND peer.user_id != me.user_id
-             JOIN users pu ON pu.id = peer.user_id
-             LEFT JOIN messages m ON m.id = (SELECT MAX(id) FROM messages WHERE conversation_id = c.id)
-             WHERE me.user_id = ?
-             ORDER BY COALESCE(m.id, 0) DESC, c.id DESC",
-            [UNREAD_CAP.into(), user.into()],
-        ))
-        .await?;
-    let me_name = rows_owner_name(db, user).await?;
-    rows.iter()
-        .map(|row| {
-            let peer: String = row.try_get("", "peer")?;
-            let message_id: Option<i64> = row.try_get("", "message_id")?;
-            let last_message = match message_id {
-                None => None,
-                Some(id) => {
-                    let sender: i64 = row.try_get("", "sender_id")?;
-                    let (from, to) =
-                        if sender == user { (me_name.clone(), peer.clone()) } else { (peer.clone(), me_name.clone()) };
-                    Some(Message {
-                        id,
-                        from,
-                        to,
-                        body: row.try_get("", "body")?,
-                        created_at: row.try_get("", "created_at")?,
-                        client_id: row.try_get("", "client_id")?,
-                    })
-                }
-            };
-            Ok(ConversationSummary {
-                conversation_id: row.try_get("", "conversation_id")?,
-                peer_id: row.try_get("", "peer_id")?,
-                read_up_to: row.try_get("", "read_up_to")?,
-                peer_read_up_to: row.try_get("", "peer_read_up_to")?,
-                unread: row.try_get::<i64>("", "unread")? as u64,
-                peer,
-                last_message,
-            })
-        })
-        .collect::<Result<_, DbErr>>()
-        .map_err(Error::from)
-}
-
-async fn rows_owner_name(db: &impl ConnectionTrait, user: UserId) -> Result<String> {
-    let row = db.query_one_raw(sql("SELECT username FROM users WHERE id = ?", [user.into()])).await?;
-    Ok(row.map(|r| r.try_get("", "username")).transpose()?.unwrap_or_default())
+    #[test]
+    fn batches_split_into_few_statement_shapes() {
+        let lengths = |n: usize| power_of_two_chunks(&vec![0; n]).map(<[i32]>::len).collect::<Vec<_>>();
+        assert_eq!(lengths(0), Vec::<usize>::new());
+        assert_eq!(lengths(7), [4, 2, 1]);
+        assert_eq!(lengths(600), [256, 256, 64, 16, 8]);
+    }
 }

@@ -3,6 +3,7 @@
 //! All writes share one connection, so concurrent writers queue inside chatd instead of meeting
 //! SQLite's "database is locked"; reads use a small pool of their own and, in WAL mode, never
 //! wait for writes.
+pub mod conversations;
 pub mod entities;
 pub mod files;
 pub mod messages;

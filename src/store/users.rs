@@ -70,7 +70,7 @@ pub async fn search_users(
 pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64, address: &str) -> Result<()> {
     session::ActiveModel {
         id: Set(id.to_owned()),
-        user_id: Set(user_id),
+        user_id: Set(user_id.0),
         created_at: Set(now_millis()),
         expires_at: Set(expires_at),
         revoked_at: Set(None),
@@ -220,33 +220,29 @@ pub async fn removal_counts(db: &impl ConnectionTrait, user_id: UserId) -> Resul
     Ok((count("messages")?, count("conversations")?))
 }
 
-/// Who may see `user`'s presence: the people they have written to in a direct conversation.
-/// Someone who was only written to has not chosen to be seen, so a stranger's first message
-/// reveals nothing about them.
+/// Who may see `user`'s presence: the members of their groups and rooms, and the people they have
+/// written to in a direct conversation. Someone who was only written to has not chosen to be
+/// seen, so a stranger's first message reveals nothing about them.
 pub async fn presence_audience(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
-    user_ids(
-        db,
-        "SELECT DISTINCT peer.user_id FROM conversation_members me
-         JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
-         WHERE me.user_id = ? AND me.posted = 1",
-        user,
-    )
-    .await
+    user_ids(db, &presence_query("me.posted = 1"), user).await
 }
 
-/// Whose presence `user` may see: the people who have written to them.
+/// Whose presence `user` may see: the members of their groups and rooms, and the people who have
+/// written to them.
 pub async fn presence_visible(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
-    user_ids(
-        db,
+    user_ids(db, &presence_query("peer.posted = 1"), user).await
+}
+
+fn presence_query(direct_rule: &str) -> String {
+    format!(
         "SELECT DISTINCT peer.user_id FROM conversation_members me
+         JOIN conversations c ON c.id = me.conversation_id
          JOIN conversation_members peer ON peer.conversation_id = me.conversation_id AND peer.user_id != me.user_id
-         WHERE me.user_id = ? AND peer.posted = 1",
-        user,
+         WHERE me.user_id = ? AND (c.kind != 'direct' OR {direct_rule})"
     )
-    .await
 }
 
 async fn user_ids(db: &impl ConnectionTrait, query: &str, user: UserId) -> Result<Vec<UserId>> {
     let rows = db.query_all_raw(sql(query, [user.into()])).await?;
-    rows.iter().map(|r| r.try_get::<i64>("", "user_id").map_err(Error::from)).collect()
+    rows.iter().map(|r| r.try_get::<UserId>("", "user_id").map_err(Error::from)).collect()
 }

@@ -1,123 +1,331 @@
-//! Conversations and messages. The sender is always the token's user.
+//! Conversations of every kind, by id: create groups and rooms, change them, manage members and
+//! roles, join public rooms, and read and write their messages. The caller is always the token's
+//! user; a conversation they may not see answers 404, exactly as one that does not exist.
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi,
+    ApiResponse, Enum, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
 
 use super::{
-    ApiTags, MessageDto,
-    fields::{BodyRule, ClientIdRule, MessageIdField, Text},
+    ApiTags, HistoryDto, MessageDto, NewMessage, ReadMarker, SendResponse,
+    fields::{NameRule, Text, TopicRule, UsernameRule},
 };
 use crate::{
     App,
-    domain::chat::HistoryQuery,
+    domain::{
+        self, ConversationId, ConversationView, DirectoryEntry, Member, MessageId,
+        chat::{HistoryQuery, To},
+        conversations::{ConversationPatch, NewConversation},
+    },
     http::{auth::BearerAuth, error::ApiError},
 };
 
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum KindDto {
+    Direct,
+    Group,
+    Room,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum NewKind {
+    /// 3–50 people, no roles; its title is its members' names unless renamed.
+    Group,
+    /// Named, with a topic, public or private, up to 10,000 members, with roles.
+    Room,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum VisibilityDto {
+    /// Listed in the directory; anyone may read it and join.
+    Public,
+    /// Invisible to non-members.
+    Private,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RoleDto {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl RoleDto {
+    fn as_str(self) -> &'static str {
+        match self {
+            RoleDto::Owner => "owner",
+            RoleDto::Admin => "admin",
+            RoleDto::Member => "member",
+        }
+    }
+}
+
+impl From<domain::Role> for RoleDto {
+    fn from(role: domain::Role) -> Self {
+        match role {
+            domain::Role::Owner => RoleDto::Owner,
+            domain::Role::Admin => RoleDto::Admin,
+            domain::Role::Member => RoleDto::Member,
+        }
+    }
+}
+
 #[derive(Debug, Object)]
-pub struct ChatSummary {
-    /// The other person.
+pub struct MemberDto {
     pub username: String,
+    /// `member` for everyone in direct and group conversations.
+    pub role: RoleDto,
+    /// Whether they are online (as far as the caller may know).
     pub online: bool,
-    /// Messages from them I have not read (counted up to 9999).
-    pub unread: u64,
-    pub last_message: Option<MessageDto>,
-}
-
-#[derive(Debug, Object)]
-pub struct ReadMarkers {
-    /// The other person.
-    pub username: String,
-    /// My read marker: the newest message id I have read.
+    /// How far they have read (for "seen by" in groups).
     pub read_up_to: i64,
-    /// Their read marker: the newest of my messages they have read ("seen").
-    pub peer_read_up_to: i64,
 }
 
+impl From<Member> for MemberDto {
+    fn from(m: Member) -> Self {
+        Self { username: m.username, role: m.role.into(), online: m.online, read_up_to: m.read_up_to.0 }
+    }
+}
+
+/// A conversation as the caller sees it.
 #[derive(Debug, Object)]
-pub struct HistoryDto {
-    /// Ascending by id.
-    pub messages: Vec<MessageDto>,
-    /// Whether more messages lie beyond this page (older ones, or newer ones when paging with `after`).
-    pub has_more: bool,
+pub struct ConversationDto {
+    pub id: i64,
+    pub kind: KindDto,
+    /// A room's name, or a renamed group's; null otherwise.
+    pub name: Option<String>,
+    /// A room's topic; null otherwise.
+    pub topic: Option<String>,
+    /// A room's visibility; null otherwise.
+    pub visibility: Option<VisibilityDto>,
+    pub archived: bool,
+    /// Owners first, then admins, then members, by name; the first 500 of a larger room (the
+    /// conversation list gives the first 20).
+    pub members: Vec<MemberDto>,
+    pub member_count: u64,
+    /// The caller's role; null when they are not a member (a public room they look at).
+    pub my_role: Option<RoleDto>,
+    /// Messages from others above the caller's read marker (counted up to 9999).
+    pub unread: u64,
+    /// The caller's read marker.
+    pub read_up_to: i64,
+    /// The newest message (events do not count).
+    pub last_message: Option<MessageDto>,
+    /// The newest stream id in the conversation, message or event: what "recent activity" sorts by.
+    pub last_activity_id: i64,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+impl From<ConversationView> for ConversationDto {
+    fn from(c: ConversationView) -> Self {
+        Self {
+            id: c.id.0,
+            kind: match c.kind {
+                domain::Kind::Direct => KindDto::Direct,
+                domain::Kind::Group => KindDto::Group,
+                domain::Kind::Room => KindDto::Room,
+            },
+            name: c.name,
+            topic: c.topic,
+            visibility: c.visibility.map(|v| match v {
+                domain::Visibility::Public => VisibilityDto::Public,
+                domain::Visibility::Private => VisibilityDto::Private,
+            }),
+            archived: c.archived,
+            members: c.members.into_iter().map(MemberDto::from).collect(),
+            member_count: c.member_count,
+            my_role: c.my_role.map(RoleDto::from),
+            unread: c.unread,
+            read_up_to: c.read_up_to.0,
+            last_message: c.last_message.map(MessageDto::from),
+            last_activity_id: c.last_activity.0,
+            created_at: domain::format_time(c.created_at),
+        }
+    }
 }
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
-pub struct NewMessage {
-    /// 1–4000 characters after trimming.
-    pub body: Text<BodyRule>,
-    /// Idempotency key, 1–64 characters and no control characters: a resend with the same key
-    /// returns the stored message and delivers nothing twice.
-    pub client_id: Option<Text<ClientIdRule>>,
+pub struct NewConversationBody {
+    pub kind: NewKind,
+    /// Required for a room (unique, ignoring case); optional for a group.
+    pub name: Option<Text<NameRule>>,
+    /// Rooms only.
+    pub topic: Option<Text<TopicRule>>,
+    /// Rooms only; `public` when left out.
+    pub visibility: Option<VisibilityDto>,
+    /// The people to start with, besides the caller (who becomes a room's owner).
+    #[oai(default)]
+    pub members: Vec<Text<UsernameRule>>,
 }
 
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
-pub struct ReadMarker {
-    /// The newest message id I have read.
-    pub up_to: MessageIdField,
+pub struct ConversationPatchBody {
+    /// A new name (rooms and groups).
+    pub name: Option<Text<NameRule>>,
+    /// A new topic (rooms); empty clears it.
+    pub topic: Option<Text<TopicRule>>,
+    /// Archive (read-only, still readable) or unarchive a room.
+    pub archived: Option<bool>,
 }
 
 #[derive(Debug, Object)]
-pub struct ReadState {
-    pub peer: String,
+#[oai(deny_unknown_fields)]
+pub struct AddMembers {
+    pub usernames: Vec<Text<UsernameRule>>,
+    /// The role to give them in a room; `member` when left out.
+    pub role: Option<RoleDto>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RoleBody {
+    pub role: RoleDto,
+}
+
+#[derive(Debug, Object)]
+pub struct RoomDto {
+    pub id: i64,
+    pub name: String,
+    pub topic: Option<String>,
+    pub member_count: u64,
+    /// Whether the caller is a member.
+    pub joined: bool,
+}
+
+impl From<DirectoryEntry> for RoomDto {
+    fn from(r: DirectoryEntry) -> Self {
+        Self { id: r.id.0, name: r.name, topic: r.topic, member_count: r.member_count, joined: r.joined }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct ConversationReadState {
+    pub conversation_id: i64,
     /// My read marker as stored (never beyond the newest message, never moving back).
     pub up_to: i64,
 }
 
 #[derive(ApiResponse)]
-pub enum SendResponse {
-    /// Stored, acknowledged and delivered.
+pub enum CreatedConversation {
+    /// Created; every member's sockets learn it (`conversation_created`).
     #[oai(status = 201)]
-    Created(Json<MessageDto>),
-    /// A resend of a `client_id` already stored: the stored message, delivered to no one again.
-    #[oai(status = 200)]
-    AlreadyStored(Json<MessageDto>),
+    Created(Json<ConversationDto>),
+}
+
+#[derive(ApiResponse)]
+pub enum Done {
+    /// Done; the members' sockets learn it.
+    #[oai(status = 204)]
+    Done,
+}
+
+fn names(list: &[Text<UsernameRule>]) -> Vec<String> {
+    list.iter().map(|n| n.as_str().to_owned()).collect()
 }
 
 pub struct ConversationsApi;
 
-#[OpenApi(tag = "ApiTags::Messages")]
+#[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsApi {
-    /// My conversations, most recent first.
-    #[oai(path = "/chats_history", method = "get", operation_id = "listConversations")]
-    async fn chats_history(&self, app: Data<&App>, auth: BearerAuth) -> Result<Json<Vec<ChatSummary>>, ApiError> {
+    /// My conversations of every kind, most recent activity first.
+    #[oai(path = "/conversations", method = "get", operation_id = "listConversations")]
+    async fn list(&self, app: Data<&App>, auth: BearerAuth) -> Result<Json<Vec<ConversationDto>>, ApiError> {
         let list = app.chat.conversations(&auth.0).await?;
-        Ok(Json(
-            list.into_iter()
-                .map(|(c, online)| ChatSummary {
-                    username: c.peer,
-                    online,
-                    unread: c.unread,
-                    last_message: c.last_message.map(MessageDto::from),
-                })
-                .collect(),
-        ))
+        Ok(Json(list.into_iter().map(ConversationDto::from).collect()))
     }
 
-    /// Both read markers of each of my conversations: what I have read, and what the other person
-    /// has read of mine ("seen"), so both survive a reload.
-    #[oai(path = "/read_markers", method = "get", operation_id = "listReadMarkers")]
-    async fn read_markers(&self, app: Data<&App>, auth: BearerAuth) -> Result<Json<Vec<ReadMarkers>>, ApiError> {
-        let list = app.chat.conversations(&auth.0).await?;
-        Ok(Json(
-            list.into_iter()
-                .map(|(c, _)| ReadMarkers { username: c.peer, read_up_to: c.read_up_to, peer_read_up_to: c.peer_read_up_to })
-                .collect(),
-        ))
+    /// Start a group (3–50 people) or a room.
+    #[oai(path = "/conversations", method = "post", operation_id = "createConversation")]
+    async fn create(&self, app: Data<&App>, auth: BearerAuth, body: Json<NewConversationBody>) -> Result<CreatedConversation, ApiError> {
+        let members = names(&body.members);
+        let new = NewConversation {
+            kind: match body.kind {
+                NewKind::Group => "group",
+                NewKind::Room => "room",
+            },
+            name: body.name.as_deref(),
+            topic: body.topic.as_deref(),
+            visibility: body.visibility.map(|v| match v {
+                VisibilityDto::Public => "public",
+                VisibilityDto::Private => "private",
+            }),
+            members: &members,
+        };
+        let view = app.chat.create_conversation(&auth.0, new).await?;
+        Ok(CreatedConversation::Created(Json(view.into())))
     }
 
-    /// A page of my conversation with `username`: the newest `limit` by default, older ones with
-    /// `before`, newer ones with `after`.
-    #[oai(path = "/messages/:username", method = "get", operation_id = "getMessages")]
+    /// One conversation with its members.
+    #[oai(path = "/conversations/:id", method = "get", operation_id = "getConversation")]
+    async fn get(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Json<ConversationDto>, ApiError> {
+        Ok(Json(app.chat.conversation(&auth.0, ConversationId(id.0)).await?.into()))
+    }
+
+    /// Rename, set the topic, archive or unarchive (room owners and admins; anyone in a group may
+    /// rename it).
+    #[oai(path = "/conversations/:id", method = "patch", operation_id = "updateConversation")]
+    async fn update(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<ConversationPatchBody>) -> Result<Json<ConversationDto>, ApiError> {
+        let patch = ConversationPatch { name: body.name.as_deref(), topic: body.topic.as_deref(), archived: body.archived };
+        Ok(Json(app.chat.update_conversation(&auth.0, ConversationId(id.0), patch).await?.into()))
+    }
+
+    /// Delete a room, with its messages (its owners and server admins).
+    #[oai(path = "/conversations/:id", method = "delete", operation_id = "deleteConversation")]
+    async fn delete(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Done, ApiError> {
+        app.chat.delete_conversation(&auth.0, ConversationId(id.0)).await?;
+        Ok(Done::Done)
+    }
+
+    /// Add people; those already in are left as they are.
+    #[oai(path = "/conversations/:id/members", method = "post", operation_id = "addMembers")]
+    async fn add_members(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<AddMembers>) -> Result<Json<ConversationDto>, ApiError> {
+        let role = body.role.map(RoleDto::as_str);
+        Ok(Json(app.chat.add_members(&auth.0, ConversationId(id.0), &names(&body.usernames), role).await?.into()))
+    }
+
+    /// Remove someone; my own name means I leave. The last owner of a room must hand over first.
+    #[oai(path = "/conversations/:id/members/:username", method = "delete", operation_id = "removeMember")]
+    async fn remove_member(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, username: Path<String>) -> Result<Done, ApiError> {
+        app.chat.remove_member(&auth.0, ConversationId(id.0), &username.0).await?;
+        Ok(Done::Done)
+    }
+
+    /// Give a member of a room another role (its owners).
+    #[oai(path = "/conversations/:id/members/:username/role", method = "put", operation_id = "setRole")]
+    async fn set_role(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        id: Path<i64>,
+        username: Path<String>,
+        body: Json<RoleBody>,
+    ) -> Result<Json<ConversationDto>, ApiError> {
+        Ok(Json(app.chat.set_role(&auth.0, ConversationId(id.0), &username.0, body.role.as_str()).await?.into()))
+    }
+
+    /// Join a public room.
+    #[oai(path = "/conversations/:id/join", method = "post", operation_id = "joinRoom")]
+    async fn join(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Json<ConversationDto>, ApiError> {
+        Ok(Json(app.chat.join(&auth.0, ConversationId(id.0)).await?.into()))
+    }
+
+    /// A page of a conversation's timeline (messages and events): the newest `limit` by default,
+    /// older ones with `before`, newer ones with `after`.
+    #[oai(path = "/conversations/:id/messages", method = "get", operation_id = "getConversationMessages")]
     async fn history(
         &self,
         app: Data<&App>,
         auth: BearerAuth,
-        username: Path<String>,
+        id: Path<i64>,
         /// Only messages with a smaller id.
         #[oai(validator(minimum(value = "0")))]
         before: Query<Option<i64>>,
@@ -128,26 +336,47 @@ impl ConversationsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u64>>,
     ) -> Result<Json<HistoryDto>, ApiError> {
-        let query = HistoryQuery { before: before.0, after: after.0, limit: limit.0 };
-        let page = app.chat.history(&auth.0, &username.0, query).await?;
-        Ok(Json(HistoryDto {
-            messages: page.messages.into_iter().map(MessageDto::from).collect(),
-            has_more: page.has_more,
-        }))
+        let query = HistoryQuery { before: before.0.map(MessageId), after: after.0.map(MessageId), limit: limit.0 };
+        let page = app.chat.history(&auth.0, &To::Conversation(ConversationId(id.0)), query).await?;
+        Ok(Json(HistoryDto::from(page)))
     }
 
-    /// Send a message to `username` (online or not).
-    #[oai(path = "/messages/:username", method = "post", operation_id = "sendMessage")]
-    async fn send(&self, app: Data<&App>, auth: BearerAuth, username: Path<String>, body: Json<NewMessage>) -> Result<SendResponse, ApiError> {
-        let sent = app.chat.send_and_wait(&auth.0, &username.0, &body.body, body.client_id.as_deref()).await?;
-        let dto = MessageDto::from(sent.message);
-        Ok(if sent.created { SendResponse::Created(Json(dto)) } else { SendResponse::AlreadyStored(Json(dto)) })
+    /// Send a message to a conversation I am a member of.
+    #[oai(path = "/conversations/:id/messages", method = "post", operation_id = "sendToConversation")]
+    async fn send(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<NewMessage>) -> Result<SendResponse, ApiError> {
+        let to = To::Conversation(ConversationId(id.0));
+        let sent = app.chat.send_and_wait(&auth.0, &to, &body.body, body.client_id.as_deref()).await?;
+        Ok(SendResponse::from(sent))
     }
 
-    /// Mark my conversation with `username` read up to a message id; their sockets get a `read` frame.
-    #[oai(path = "/messages/:username/read", method = "post", operation_id = "markRead")]
-    async fn mark_read(&self, app: Data<&App>, auth: BearerAuth, username: Path<String>, body: Json<ReadMarker>) -> Result<Json<ReadState>, ApiError> {
-        let up_to = app.chat.mark_read(&auth.0, &username.0, body.up_to.0, None).await?;
-        Ok(Json(ReadState { peer: username.0.to_ascii_lowercase(), up_to }))
+    /// Move my read marker; my other sockets get `read_marker`, the other members of a direct or
+    /// group conversation `read`.
+    #[oai(path = "/conversations/:id/read", method = "post", operation_id = "markConversationRead")]
+    async fn mark_read(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<ReadMarker>) -> Result<Json<ConversationReadState>, ApiError> {
+        let to = To::Conversation(ConversationId(id.0));
+        let (conversation, up_to) = app.chat.mark_read(&auth.0, &to, MessageId(body.up_to.0), None).await?;
+        Ok(Json(ConversationReadState { conversation_id: conversation.0, up_to: up_to.0 }))
+    }
+}
+
+pub struct RoomsApi;
+
+#[OpenApi(tag = "ApiTags::Rooms")]
+impl RoomsApi {
+    /// The public rooms whose name or topic contains `q` (all when empty), with whether I am in each.
+    #[oai(path = "/rooms", method = "get", operation_id = "listRooms")]
+    async fn directory(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// Part of a name or topic; case-insensitive.
+        #[oai(validator(max_length = 80))]
+        q: Query<Option<String>>,
+        /// 1–100, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u64>>,
+    ) -> Result<Json<Vec<RoomDto>>, ApiError> {
+        let rooms = app.chat.directory(&auth.0, q.0.as_deref().unwrap_or_default(), limit.0).await?;
+        Ok(Json(rooms.into_iter().map(RoomDto::from).collect()))
     }
 }

@@ -136,6 +136,22 @@ impl TextRule for ClientIdRule {
     }
 }
 
+/// A conversation's name: 1–80 characters after trimming, no control characters.
+pub struct NameRule;
+impl TextRule for NameRule {
+    const MIN_LENGTH: Option<usize> = Some(1);
+    const MAX_LENGTH: Option<usize> = Some(80);
+    fn pattern() -> Option<String> {
+        Some(format!("^[^\\u0000-\\u001f\\u007f-\\u009f]*[^{WHITE_SPACE}\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"))
+    }
+}
+
+/// A room's topic: at most 250 characters after trimming; empty clears it.
+pub struct TopicRule;
+impl TextRule for TopicRule {
+    const MAX_LENGTH: Option<usize> = Some(250);
+}
+
 /// A message id in a request body: a JSON integer, documented as at least 0. A negative one parses
 /// so that the domain can refuse it as `invalid_parameter`, as it does over the WebSocket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

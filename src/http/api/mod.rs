@@ -1,8 +1,9 @@
 //! The REST API under `/api`, one `#[OpenApi]` impl per resource, combined into one service.
 mod accounts;
 mod conversations;
-mod system;
+mod direct;
 pub mod fields;
+mod system;
 mod users;
 
 use std::sync::OnceLock;
@@ -16,8 +17,9 @@ use serde_json::Value;
 
 /// The request bodies, for tests and fuzzing that parse them as the API does.
 pub use accounts::Credentials;
-pub use conversations::{NewMessage, ReadMarker};
+pub use conversations::{AddMembers, ConversationPatchBody, NewConversationBody, RoleBody};
 
+use self::fields::{BodyRule, ClientIdRule, MessageIdField, Text};
 use crate::domain;
 
 #[derive(Tags)]
@@ -26,57 +28,124 @@ pub enum ApiTags {
     Accounts,
     /// Finding people to talk to.
     Users,
-    /// Conversations and their messages.
+    /// Direct conversations by the other person's name (the first protocol's endpoints).
     Messages,
+    /// Conversations of every kind (direct, group, room): members, roles, messages, read markers.
+    Conversations,
+    /// The directory of public rooms.
+    Rooms,
     /// Liveness and readiness.
     System,
 }
 
-/// A stored message; the same shape as in WebSocket frames.
+/// A stored message, or an event shown as a line of the timeline (`kind: "event"`); the same
+/// shape as in WebSocket frames.
 #[derive(Debug, Clone, Object)]
 pub struct MessageDto {
-    /// Server id, increasing in commit order.
+    /// Stream id, increasing in commit order (events share the counter).
     pub id: i64,
-    /// Sender's username.
+    pub conversation_id: i64,
+    /// Sender's username (for an event: who made the change).
     pub from: String,
-    /// Recipient's username.
-    pub to: String,
+    /// The other person, in a direct conversation only.
+    #[oai(skip_serializing_if_is_none)]
+    pub to: Option<String>,
+    /// The text (for an event: a sentence describing it).
     pub body: String,
     /// RFC 3339, UTC.
     pub created_at: String,
     /// The sender's idempotency key.
     pub client_id: String,
+    /// `text` or `event`.
+    pub kind: String,
+    /// For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …).
+    #[oai(skip_serializing_if_is_none)]
+    pub event: Option<Value>,
 }
 
 impl From<domain::Message> for MessageDto {
     fn from(m: domain::Message) -> Self {
         Self {
-            id: m.id,
+            id: m.id.0,
+            conversation_id: m.conversation_id.0,
             from: m.from,
             to: m.to,
             body: m.body,
             created_at: domain::format_time(m.created_at),
             client_id: m.client_id,
+            kind: if m.event.is_some() { "event" } else { "text" }.into(),
+            event: m.event.map(|e| serde_json::to_value(e).expect("changes serialise")),
         }
     }
 }
 
-pub type Api = (accounts::AccountsApi, users::UsersApi, conversations::ConversationsApi, system::SystemApi);
+#[derive(Debug, Object)]
+pub struct HistoryDto {
+    /// Ascending by id.
+    pub messages: Vec<MessageDto>,
+    /// Whether more messages lie beyond this page (older ones, or newer ones when paging with `after`).
+    pub has_more: bool,
+}
+
+impl From<domain::HistoryPage> for HistoryDto {
+    fn from(page: domain::HistoryPage) -> Self {
+        Self { messages: page.messages.into_iter().map(MessageDto::from).collect(), has_more: page.has_more }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewMessage {
+    /// 1–4000 characters after trimming.
+    pub body: Text<BodyRule>,
+    /// Idempotency key, 1–64 characters and no control characters: a resend with the same key
+    /// returns the stored message and delivers nothing twice.
+    pub client_id: Option<Text<ClientIdRule>>,
+}
+
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ReadMarker {
+    /// The newest message id I have read.
+    pub up_to: MessageIdField,
+}
+
+#[derive(poem_openapi::ApiResponse)]
+pub enum SendResponse {
+    /// Stored, acknowledged and delivered.
+    #[oai(status = 201)]
+    Created(poem_openapi::payload::Json<MessageDto>),
+    /// A resend of a `client_id` already stored: the stored message, delivered to no one again.
+    #[oai(status = 200)]
+    AlreadyStored(poem_openapi::payload::Json<MessageDto>),
+}
+
+impl From<domain::writes::Sent> for SendResponse {
+    fn from(sent: domain::writes::Sent) -> Self {
+        let dto = poem_openapi::payload::Json(MessageDto::from(sent.message));
+        if sent.created { SendResponse::Created(dto) } else { SendResponse::AlreadyStored(dto) }
+    }
+}
+
+pub type Api =
+    (accounts::AccountsApi, users::UsersApi, direct::DirectApi, conversations::ConversationsApi, conversations::RoomsApi, system::SystemApi);
 
 /// The API as an OpenAPI service; handlers find the [`crate::App`] in the request data, so the
 /// spec can be produced without one (`chatd openapi`).
 pub fn service() -> OpenApiService<Api, ()> {
-    let api = (accounts::AccountsApi, users::UsersApi, conversations::ConversationsApi, system::SystemApi);
+    let api =
+        (accounts::AccountsApi, users::UsersApi, direct::DirectApi, conversations::ConversationsApi, conversations::RoomsApi, system::SystemApi);
     OpenApiService::new(api, "chatd", env!("CARGO_PKG_VERSION"))
         .description(
-            "REST API of chatd, a self-hosted one-to-one chat server. Realtime delivery uses the \
+            "REST API of chatd, a self-hosted team chat: direct conversations, groups and rooms. Realtime delivery uses the \
              WebSocket at `/ws`, described in docs/protocol.md. Errors are `{\"code\", \"message\"}` JSON.",
         )
         .url_prefix("/api")
 }
 
 /// Request bodies that refuse unknown fields (`#[oai(deny_unknown_fields)]`).
-const CLOSED_REQUEST_BODIES: &[&str] = &["Credentials", "NewMessage", "ReadMarker"];
+const CLOSED_REQUEST_BODIES: &[&str] =
+    &["Credentials", "NewMessage", "ReadMarker", "NewConversationBody", "ConversationPatchBody", "AddMembers", "RoleBody"];
 
 /// The OpenAPI document, served at `/api/openapi.json` and printed by `chatd openapi`: poem-openapi's,
 /// plus what it cannot say itself — that the request bodies take no other fields
