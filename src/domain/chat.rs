@@ -110,6 +110,7 @@ impl Chat {
         Ok(SendRequest {
             sender: me.id,
             sender_name: me.username.clone(),
+            sender_is_admin: me.is_admin,
             target,
             body: body.into_inner(),
             client_id: client_id.into_inner(),
@@ -155,7 +156,11 @@ impl Chat {
                 };
                 let member = conversations::is_member(&self.store.read, *id, me.id).await?;
                 if !member && !(kind == Kind::Room && visibility == Some(Visibility::Public)) {
-                    return Err(Error::ConversationNotFound);
+                    return Err(if me.is_admin && kind == Kind::Room {
+                        Error::Forbidden("server admins manage private rooms but do not read them")
+                    } else {
+                        Error::ConversationNotFound
+                    });
                 }
                 Ok(Some((*id, kind, member)))
             }

@@ -53,13 +53,15 @@ pub fn standing(actor: &Actor, state: &ConversationState) -> Result<Standing> {
     if state.deleted {
         return Err(Error::ConversationNotFound);
     }
-    if let Some(member) = actor.user().and_then(|id| state.member(id)) {
-        return Ok(Standing::Member(member.role));
-    }
     let manages = match actor {
         Actor::User { is_admin, .. } => *is_admin,
         Actor::Administrator => true,
     };
+    if let Some(member) = actor.user().and_then(|id| state.member(id)) {
+        // A server admin who is also a member still manages the room as an owner.
+        let role = if manages && state.kind == Kind::Room { Role::Owner } else { member.role };
+        return Ok(Standing::Member(role));
+    }
     match (state.kind, state.visibility) {
         (Kind::Room, _) if manages => Ok(Standing::Manager),
         (Kind::Room, Some(Visibility::Public)) => Ok(Standing::Outsider),

@@ -13,6 +13,8 @@ use crate::error::Result;
 pub struct SendRequest {
     pub sender: UserId,
     pub sender_name: String,
+    /// A server admin, who may know every room exists.
+    pub sender_is_admin: bool,
     pub target: Target,
     pub body: String,
     pub client_id: String,

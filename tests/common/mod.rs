@@ -91,6 +91,19 @@ impl TestServer {
         into_json(request.send().await.expect("request")).await
     }
 
+    /// Any method, with an optional token and an optional JSON body.
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        into_json(request.send().await.expect("request")).await
+    }
+
     pub async fn signup(&self, name: &str) -> (u16, Value) {
         self.post("/api/signup", None, json!({"username": name, "password": PASSWORD})).await
     }

@@ -60,11 +60,13 @@ export function message(
   const id = extra.id ?? nextId++;
   return {
     id,
+    conversation_id: 1,
     from,
     to,
     body,
     created_at: new Date(Date.UTC(2026, 10, 24, 10, 0, id)).toISOString(),
     client_id: `cid-${id}`,
+    kind: 'text',
     ...extra,
   };
 }

@@ -69,7 +69,7 @@ function fromServer(message: Message): ChatMessage {
     key: message.client_id ? `c:${message.client_id}` : `m:${message.id}`,
     id: message.id,
     from: message.from,
-    to: message.to,
+    to: message.to ?? '',
     body: message.body,
     createdAt: message.created_at,
     clientId: message.client_id ?? null,
