@@ -23,6 +23,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage rooms (the server picks up changes within a second, even while serving)
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
     /// Manage the database schema
     Db {
         #[command(subcommand)]
@@ -146,5 +151,66 @@ pub enum DbCommand {
         /// One JSON object per migration
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoomCommand {
+    /// List every room: name, visibility, members, archived
+    List {
+        /// One JSON object per room instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a room owned by USER
+    Create {
+        /// The room's name: 1–80 characters, unique ignoring case
+        name: String,
+        /// Invisible to non-members (rooms are public by default)
+        #[arg(long)]
+        private: bool,
+        /// Who owns the room
+        #[arg(long, value_name = "USER")]
+        owner: String,
+        /// Someone to add (repeat for more)
+        #[arg(long = "member", value_name = "USER")]
+        members: Vec<String>,
+        /// The room's topic
+        #[arg(long)]
+        topic: Option<String>,
+    },
+    /// Add people to a room
+    Add {
+        /// The room's name
+        room: String,
+        /// Usernames to add
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove people from a room
+    Remove {
+        /// The room's name
+        room: String,
+        /// Usernames to remove
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Make a room read-only (still readable and searchable)
+    Archive {
+        /// The room's name
+        room: String,
+    },
+    /// Make an archived room writable again
+    Unarchive {
+        /// The room's name
+        room: String,
+    },
+    /// Delete a room with all its messages
+    Delete {
+        /// The room's name
+        room: String,
+        /// Do not ask for confirmation (for scripts)
+        #[arg(long)]
+        yes: bool,
     },
 }

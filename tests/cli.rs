@@ -598,12 +598,16 @@ fn check_export(lines: &[Value], sent: &[Value]) {
     let users: Vec<&Value> = lines.iter().filter(|l| l["type"] == "user").collect();
     let conversations: Vec<&Value> = lines.iter().filter(|l| l["type"] == "conversation").collect();
     let messages: Vec<&Value> = lines.iter().filter(|l| l["type"] == "message").collect();
-    // version, then users, then conversations, then messages.
+    let periods: Vec<&Value> = lines.iter().filter(|l| l["type"] == "membership").collect();
+    // version, then users, then conversations, then messages, then membership periods.
     let mut expected_kinds = vec!["version"];
     expected_kinds.extend(std::iter::repeat_n("user", users.len()));
     expected_kinds.extend(std::iter::repeat_n("conversation", conversations.len()));
     expected_kinds.extend(std::iter::repeat_n("message", messages.len()));
+    expected_kinds.extend(std::iter::repeat_n("membership", periods.len()));
     assert_eq!(kinds, expected_kinds);
+    assert_eq!(periods.len(), 4, "two members of each direct conversation, each from the start");
+    assert!(periods.iter().all(|p| p["since_id"] == 0 && p["until_id"].is_null()), "{periods:?}");
 
     assert_eq!(users.iter().map(|u| u["username"].as_str().unwrap()).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
     for user in &users {

@@ -516,3 +516,113 @@ async fn direct_conversations_are_listed_and_reachable_by_id_too() {
     let (status, _) = server.post(&format!("/api/conversations/{id}/members"), Some(&alice.token), json!({"usernames": ["alice"]})).await;
     assert_eq!(status, 200, "already in: nothing to do");
 }
+
+#[tokio::test]
+async fn rooms_made_on_the_command_line_reach_a_running_server_within_a_second() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    server.user("carol").await;
+    let (mut alice_ws, ..) = server.connect(&alice).await;
+    let dir = server.data_dir.path().to_owned();
+    let cli = move |args: &'static [&'static str]| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || run_chatd(&dir, args))
+    };
+
+    cli(&["room", "create", "ops", "--private", "--owner", "alice", "--member", "bob", "--topic", "on call"]).await.unwrap();
+    let created = alice_ws.recv_type("conversation_created").await;
+    assert_eq!((created["name"].as_str(), created["by"].clone(), created["visibility"].as_str()), (Some("ops"), Value::Null, Some("private")));
+    let id = created["conversation_id"].as_i64().unwrap();
+    let (_, view) = server.get(&format!("/api/conversations/{id}"), Some(&alice.token)).await;
+    assert_eq!((view["my_role"].as_str(), view["topic"].as_str()), (Some("owner"), Some("on call")));
+
+    cli(&["room", "add", "ops", "carol"]).await.unwrap();
+    assert_eq!(alice_ws.recv_type("member_added").await["members"][0]["username"], "carol");
+    cli(&["room", "remove", "ops", "bob"]).await.unwrap();
+    assert_eq!(alice_ws.recv_type("member_removed").await["username"], "bob");
+    cli(&["room", "archive", "ops"]).await.unwrap();
+    assert_eq!(alice_ws.recv_type("conversation_updated").await["archived"], true);
+    let listed: Vec<Value> = cli(&["room", "list", "--json"]).await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(listed, [json!({"name": "ops", "visibility": "private", "members": 2, "archived": true})]);
+    cli(&["room", "delete", "ops", "--yes"]).await.unwrap();
+    alice_ws.recv_type("conversation_removed").await;
+    assert_eq!(server.get(&format!("/api/conversations/{id}"), Some(&alice.token)).await.0, 404);
+    // Live sends keep working and keep their order after what the command line did.
+    let (status, sent) = server.send_rest(&alice, "bob", "still here", "after-cli").await;
+    assert_eq!(status, 201);
+    assert!(sent["id"].as_i64().unwrap() > created["id"].as_i64().unwrap());
+}
+
+#[test]
+fn room_commands_explain_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let fails = |args: &[&str]| {
+        let output = chatd_cli(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(fails(&["room", "create", "ops", "--owner", "nobody"]).contains("no such user: nobody"));
+    assert!(fails(&["room", "add", "ops", "alice"]).contains("no room named ops"));
+    let usage = chatd_cli(dir.path()).args(["room", "create", "ops"]).output().unwrap();
+    assert_eq!(usage.status.code(), Some(2), "--owner is required");
+    let added = chatd_cli(dir.path()).args(["user", "add", "alice"]).env("CHATD_PASSWORD", PASSWORD).output().unwrap();
+    assert!(added.status.success());
+    run_chatd(dir.path(), &["room", "create", "ops", "--owner", "alice"]);
+    assert!(fails(&["room", "create", "OPS", "--owner", "alice"]).contains("already exists"));
+    assert!(fails(&["room", "delete", "ops"]).contains("pass --yes"), "no terminal to ask");
+}
+
+#[tokio::test]
+async fn export_then_import_then_export_gives_the_same_bytes_with_every_kind_of_conversation() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let carol = server.user("carol").await;
+    server.send_rest(&alice, "bob", "direct", "d1").await;
+    let group = create(&server, &alice, json!({"kind": "group", "name": "lunch", "members": ["bob", "carol"]})).await["id"].as_i64().unwrap();
+    post(&server, &bob, group, "pizza?").await;
+    let public = room(&server, &alice, "general", "public", &["bob"]).await;
+    let private = room(&server, &alice, "secret", "private", &["carol"]).await;
+    let gone = room(&server, &alice, "temp", "public", &["carol"]).await;
+    post(&server, &carol, private, "psst").await;
+    post(&server, &carol, gone, "soon gone").await;
+    server.call("PUT", &format!("/api/conversations/{public}/members/bob/role"), Some(&alice.token), Some(json!({"role": "admin"}))).await;
+    server.call("DELETE", &format!("/api/conversations/{private}/members/carol"), Some(&alice.token), None).await;
+    server.post(&format!("/api/conversations/{private}/members"), Some(&alice.token), json!({"usernames": ["carol"]})).await;
+    server.call("PATCH", &format!("/api/conversations/{public}"), Some(&alice.token), Some(json!({"topic": "everything", "archived": true}))).await;
+    server.call("DELETE", &format!("/api/conversations/{gone}"), Some(&alice.token), None).await;
+    server.post(&format!("/api/conversations/{group}/read"), Some(&carol.token), json!({"up_to": 1_000_000})).await;
+    let mut server = server;
+    server.stop_in_place().await;
+
+    let first = run_chatd(server.data_dir.path(), &["export"]);
+    let periods = first.lines().filter(|l| l.contains("\"membership\"")).count();
+    assert!(periods >= 10, "{first}");
+    assert!(first.contains("\"role\":\"admin\"") && first.contains("\"deleted_id\""), "{first}");
+    let file = server.data_dir.path().join("export.jsonl");
+    std::fs::write(&file, &first).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    run_chatd(copy.path(), &["import", file.to_str().unwrap()]);
+    let second = run_chatd(copy.path(), &["export"]);
+    assert_eq!(second, first);
+
+    // The copy serves it all: carol's second time in the private room, the archived room, the group.
+    let copied = TestServer::start_in(copy, |_| {}).await;
+    copied.app.accounts.change_password("carol", PASSWORD).await.unwrap();
+    let carol = TestUser { name: "carol".into(), token: copied.signin("carol").await };
+    let (_, list) = copied.get("/api/conversations", Some(&carol.token)).await;
+    let names: Vec<&str> = list.as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["secret", "lunch"]);
+    let (mut ws, ..) = copied.connect(&carol).await;
+    ws.send(json!({"type": "sync", "after": 0})).await;
+    let mut kinds = Vec::new();
+    loop {
+        let frame = ws.recv().await;
+        if frame["type"] == "sync_done" {
+            break;
+        }
+        kinds.push(frame["type"].as_str().unwrap().to_owned());
+    }
+    assert!(kinds.contains(&"conversation_removed".to_owned()) && kinds.contains(&"member_removed".to_owned()), "{kinds:?}");
+}

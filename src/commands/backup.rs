@@ -4,12 +4,8 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use sea_orm::ConnectionTrait;
 
-use crate::{
-    config::Config,
-    store::{Store, sql},
-};
+use crate::{config::Config, store::Store};
 
 pub async fn run(config: Config, output: &Path, force: bool) -> anyhow::Result<()> {
     if output.exists() {
@@ -21,16 +17,10 @@ pub async fn run(config: Config, output: &Path, force: bool) -> anyhow::Result<(
     }
     let target = output.to_str().context("the backup path must be valid UTF-8")?;
     let store = Store::open(&config).await?;
-    store
-        .read
-        .execute_raw(sql("VACUUM INTO ?", [target.into()]))
-        .await
-        .with_context(|| format!("cannot write the backup to {}", output.display()))?;
+    store.backup_to(target).await.with_context(|| format!("cannot write the backup to {}", output.display()))?;
     let mut copy = config.clone();
     copy.database.url = format!("sqlite://{target}?mode=rw");
-    let snapshot = Store::open(&copy).await?;
-    let row = snapshot.read.query_one_raw(sql("PRAGMA integrity_check", [])).await?;
-    let verdict: String = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or_default();
+    let verdict = Store::open(&copy).await?.integrity_check().await?;
     if verdict != "ok" {
         bail!("the backup in {} failed its integrity check: {verdict}", output.display());
     }

@@ -5,6 +5,7 @@ mod db;
 mod export;
 mod healthcheck;
 mod import;
+mod room;
 mod serve;
 mod user;
 
@@ -13,7 +14,7 @@ use crate::{
     config::Config,
 };
 
-pub use export::export;
+
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi = cli.command {
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { output, force } => export::run(config, &output, force).await,
         Command::Backup { output, force } => backup::run(config, &output, force).await,
         Command::Import { input } => import::run(config, &input).await,
+        Command::Room { command } => room::run(config, command).await,
         Command::Config { command } => config_cmd::run(&config, cli.config.as_deref(), command),
         Command::Healthcheck { timeout } => healthcheck::run(&config, timeout).await,
         Command::Openapi => unreachable!("handled above"),

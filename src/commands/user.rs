@@ -84,7 +84,7 @@ async fn list(app: &App, json: bool) -> anyhow::Result<()> {
 }
 
 /// Domain errors carry the message a person needs; keep it and drop the wrapping.
-fn explain(error: Error) -> anyhow::Error {
+pub(super) fn explain(error: Error) -> anyhow::Error {
     match error {
         Error::Internal(cause) => cause,
         other => anyhow::anyhow!("{other}"),
@@ -92,7 +92,7 @@ fn explain(error: Error) -> anyhow::Error {
 }
 
 /// Goes ahead with `--yes`; otherwise asks on a terminal, and refuses without one.
-fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
+pub(super) fn confirm(what: &str, yes: bool) -> anyhow::Result<()> {
     if yes {
         eprintln!("{what}");
         return Ok(());

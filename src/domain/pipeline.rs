@@ -17,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
+use sea_orm::DatabaseTransaction;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -291,7 +291,7 @@ impl Writer {
     /// conversation the sender is not in) fails only that message; a database failure fails them
     /// all and commits nothing.
     async fn store_batch(&mut self, batch: &[SendRequest]) -> Result<StoredBatch> {
-        let txn = self.store.write.begin().await?;
+        let txn = self.store.begin_write().await?;
         let mut last_id = messages::last_assigned_message_id(&txn).await?;
         let foreign = (last_id > self.high_water).then_some((self.high_water, last_id));
         let mut created: Vec<((UserId, UserId), ConversationId, Arc<Audience>)> = Vec::new();
@@ -463,7 +463,7 @@ impl Writer {
     }
 
     async fn apply_in_transaction(&mut self, actor: &Actor, operation: Operation) -> Result<Applied> {
-        let txn = self.store.write.begin().await?;
+        let txn = self.store.begin_write().await?;
         let last = messages::last_assigned_message_id(&txn).await?;
         let foreign = (last > self.high_water).then_some((self.high_water, last));
         let event_id = MessageId(last.0 + 1);

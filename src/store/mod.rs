@@ -8,6 +8,7 @@ pub mod entities;
 pub mod files;
 pub mod messages;
 pub mod permissions;
+pub mod transfer;
 pub mod users;
 
 use std::{str::FromStr, time::Duration};
@@ -144,6 +145,29 @@ impl Store {
     async fn page_size(&self) -> Result<i64, sea_orm::DbErr> {
         let row = self.read.query_one_raw(sql("PRAGMA page_size", [])).await?;
         Ok(row.map(|row| row.try_get("", "page_size")).transpose()?.unwrap_or(4096))
+    }
+
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so that another
+    /// process writing meanwhile (the command line) makes it wait (`busy_timeout_ms`) instead of
+    /// failing it on a stale snapshot.
+    pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+        let options = sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        };
+        sea_orm::TransactionTrait::begin_with_options(&self.write, options).await
+    }
+
+    /// Writes one consistent snapshot of the database to a new file at `path` (SQLite's
+    /// `VACUUM INTO`), safe while the server keeps writing.
+    pub async fn backup_to(&self, path: &str) -> Result<(), sea_orm::DbErr> {
+        self.read.execute_raw(sql("VACUUM INTO ?", [path.into()])).await.map(|_| ())
+    }
+
+    /// SQLite's verdict on the database's structure: `ok`, or what is wrong.
+    pub async fn integrity_check(&self) -> Result<String, sea_orm::DbErr> {
+        let row = self.read.query_one_raw(sql("PRAGMA integrity_check", [])).await?;
+        Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or_default())
     }
 
     /// True when the database answers a trivial query.

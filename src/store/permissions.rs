@@ -18,7 +18,10 @@ pub fn loose_modes(data_dir: &Path) -> Vec<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let paths = std::iter::once(data_dir.to_path_buf()).chain(DATA_FILES.iter().map(|f| data_dir.join(f)));
+        // The directory matters once it holds chatd's data (`.` may be anyone's working directory).
+        let holds_data = DATA_FILES.iter().any(|f| data_dir.join(f).exists());
+        let directory = holds_data.then(|| data_dir.to_path_buf());
+        let paths = directory.into_iter().chain(DATA_FILES.iter().map(|f| data_dir.join(f)));
         for path in paths {
             let Ok(metadata) = std::fs::metadata(&path) else { continue };
             let mode = metadata.permissions().mode() & 0o777;

@@ -36,7 +36,8 @@ impl TestServer {
         Self::start_in(data_dir, configure).await
     }
 
-    async fn start_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> Self {
+    /// A server on an existing data directory (a database made earlier, say).
+    pub async fn start_in(data_dir: TempDir, configure: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::for_data_dir(data_dir.path());
         // Tests exercise behaviour at speed; the limits have tests of their own that turn them on.
         config.rate_limits = chatd::config::RateLimitsConfig::unlimited();
@@ -149,6 +150,27 @@ async fn into_json(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The `chatd` binary with a configuration of the test's own: no inherited `CHATD_*` variable,
+/// no `config.toml` of the repository, `data_dir` as the data directory.
+pub fn chatd_cli(data_dir: &std::path::Path) -> std::process::Command {
+    use assert_cmd::cargo::CommandCargoExt;
+    let mut command = std::process::Command::cargo_bin("chatd").expect("the chatd binary is built");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CHATD_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("RUST_LOG").current_dir(data_dir).env("CHATD_DATA_DIR", data_dir);
+    command
+}
+
+/// Runs `chatd` with `args` and returns its standard output; fails the test if it fails.
+pub fn run_chatd(data_dir: &std::path::Path, args: &[&str]) -> String {
+    let output = chatd_cli(data_dir).args(args).output().expect("chatd runs");
+    assert!(output.status.success(), "chatd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 pub struct TestUser {
