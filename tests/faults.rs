@@ -220,7 +220,7 @@ impl Chatd {
             let row: Value = serde_json::from_str(line).expect("JSON Lines");
             match row["type"].as_str() {
                 Some("conversation") => {
-                    let names = row["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect();
+                    let names = row["members"].as_array().unwrap().iter().map(|m| m["username"].as_str().unwrap().to_owned()).collect();
                     members.insert(row["id"].as_i64().unwrap(), names);
                 }
                 Some("message") => {

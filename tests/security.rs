@@ -25,8 +25,8 @@ fn limits(change: impl FnOnce(&mut RateLimitsConfig)) -> RateLimitsConfig {
     limits
 }
 
-async fn user_id(server: &TestServer, name: &str) -> i64 {
-    server.app.accounts.find_user(name).await.unwrap().id
+async fn user_id(server: &TestServer, name: &str) -> chatd::domain::UserId {
+    chatd::domain::UserId(server.app.accounts.find_user(name).await.unwrap().id)
 }
 
 /// Polls `check` every 20 ms until it holds; fails after `limit`. Returns how long it took.

@@ -289,22 +289,22 @@ mod tests {
     fn messages_allow_a_burst_then_the_rate() {
         let limits = RateLimiter::new(&config());
         for _ in 0..4 {
-            assert!(limits.check_message(7).is_ok());
+            assert!(limits.check_message(UserId(7)).is_ok());
         }
-        assert!(matches!(limits.check_message(7), Err(Error::RateLimited { .. })));
-        assert!(limits.check_message(8).is_ok());
+        assert!(matches!(limits.check_message(UserId(7)), Err(Error::RateLimited { .. })));
+        assert!(limits.check_message(UserId(8)).is_ok());
         let unlimited = RateLimiter::unlimited();
-        assert!((0..10_000).all(|_| unlimited.check_message(7).is_ok()));
+        assert!((0..10_000).all(|_| unlimited.check_message(UserId(7)).is_ok()));
     }
 
     #[test]
     fn typing_and_syncs_are_metered_per_user() {
         let limits = RateLimiter::new(&config());
-        let allowed = (0..1000).filter(|_| limits.allow_typing(1)).count();
+        let allowed = (0..1000).filter(|_| limits.allow_typing(UserId(1))).count();
         assert!((TYPING_BURST as usize..TYPING_BURST as usize + 3).contains(&allowed), "{allowed}");
-        assert!(limits.allow_typing(2));
-        assert!(limits.check_sync(1).is_ok() && limits.check_sync(1).is_ok());
-        assert!(limits.check_sync(1).is_err());
+        assert!(limits.allow_typing(UserId(2)));
+        assert!(limits.check_sync(UserId(1)).is_ok() && limits.check_sync(UserId(1)).is_ok());
+        assert!(limits.check_sync(UserId(1)).is_err());
     }
 
     #[test]
