@@ -1291,3 +1291,264 @@ async fn slow_clients_do_not_starve_a_fresh_sign_in() {
         requests.ended_by_server.load(Ordering::Relaxed),
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The change stream under membership changes, disconnects and kill -9
+
+/// Frames that carry a stream id: messages and the events of a conversation.
+fn stream_id(frame: &Value) -> Option<i64> {
+    match frame["type"].as_str()? {
+        "receive_message" => frame["message"]["id"].as_i64(),
+        "conversation_created" | "member_added" | "member_removed" | "conversation_updated" | "role_changed"
+        | "conversation_removed" => frame["id"].as_i64(),
+        _ => None,
+    }
+}
+
+/// One socket's life as a member saw it.
+#[derive(Default, Debug)]
+struct Lifetime {
+    ids: Vec<i64>,
+    /// `sync_done.last_id`, once it came.
+    synced_to: Option<i64>,
+}
+
+/// A member's client: connects, catches up from its cursor, stays a random while, drops the
+/// socket (or loses it to a restart), and again, until told to finish with a complete catch-up.
+async fn stream_client(port: u16, token: String, finish: Arc<AtomicBool>, seed: u64) -> Vec<Lifetime> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut lifetimes = Vec::new();
+    let mut cursor = 0i64;
+    loop {
+        let last_round = finish.load(Ordering::SeqCst);
+        let Some(mut ws) = open_ws(port).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        if authenticate(&mut ws, &token).await.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut life = Lifetime::default();
+        if !send_json(&mut ws, json!({"type": "sync", "after": cursor})).await {
+            continue;
+        }
+        let stay = Duration::from_millis(rng.random_range(100..700));
+        let started = Instant::now();
+        loop {
+            let wait = if last_round { Duration::from_secs(10) } else { stay.saturating_sub(started.elapsed()) };
+            match next_frame(&mut ws, wait).await {
+                Incoming::Frame(frame) if frame["type"] == "sync_done" => {
+                    let last = frame["last_id"].as_i64().unwrap();
+                    life.synced_to = Some(last);
+                    cursor = cursor.max(last).max(life.ids.iter().copied().max().unwrap_or(0));
+                    if last_round {
+                        break;
+                    }
+                }
+                Incoming::Frame(frame) => {
+                    if let Some(id) = stream_id(&frame) {
+                        life.ids.push(id);
+                        if life.synced_to.is_some() {
+                            cursor = cursor.max(id);
+                        }
+                    }
+                }
+                Incoming::Closed(_) | Incoming::Gone => break,
+            }
+            if !last_round && started.elapsed() >= stay {
+                break;
+            }
+        }
+        let complete = last_round && life.synced_to.is_some();
+        lifetimes.push(life);
+        if complete {
+            return lifetimes;
+        }
+    }
+}
+
+/// Every entry of a conversation, paged oldest first, as the owner (who never leaves) reads it.
+async fn timeline(server: &Chatd, token: &str, conversation: i64) -> Vec<Value> {
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let path = format!("/api/conversations/{conversation}/messages?after={after}&limit=100");
+        let (status, page) = server.get(&path, token).await.unwrap();
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().unwrap().clone();
+        if let Some(last) = messages.last() {
+            after = last["id"].as_i64().unwrap();
+        }
+        entries.extend(messages);
+        if page["has_more"] != true {
+            return entries;
+        }
+    }
+}
+
+/// Who may see which entries of a conversation, replayed from its own events: each member from the
+/// event that added them up to the one that removed them.
+fn visible_entries(entries: &[Value]) -> HashMap<String, BTreeSet<i64>> {
+    let mut since: HashMap<String, i64> = HashMap::new();
+    let mut intervals: Vec<(String, i64, i64)> = Vec::new();
+    for entry in entries {
+        let id = entry["id"].as_i64().unwrap();
+        let event = &entry["event"];
+        match event["type"].as_str() {
+            Some("conversation_created" | "member_added") => {
+                for member in event["members"].as_array().unwrap() {
+                    since.insert(member["username"].as_str().unwrap().to_owned(), id);
+                }
+            }
+            Some("member_removed") => {
+                let name = event["username"].as_str().unwrap().to_owned();
+                let from = since.remove(&name).expect("a removed member was added first");
+                intervals.push((name, from, id));
+            }
+            _ => {}
+        }
+    }
+    intervals.extend(since.into_iter().map(|(name, from)| (name, from, i64::MAX)));
+    let mut visible: HashMap<String, BTreeSet<i64>> = HashMap::new();
+    for (name, from, until) in intervals {
+        let ids = entries.iter().map(|e| e["id"].as_i64().unwrap()).filter(|id| (from..=until).contains(id));
+        visible.entry(name).or_default().extend(ids);
+    }
+    visible
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_gets_every_change_once_in_order_through_membership_changes_and_kill_9() {
+    use rand::{Rng, SeedableRng, seq::{IndexedMutRandom, IndexedRandom}};
+    const STEPS: usize = 600;
+    const KILL_EVERY: usize = 60;
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Chatd::start(dir.path(), &[]).await;
+    let owner = server.user("owner").await;
+    let names: Vec<String> = (1..=6).map(|n| format!("member{n}")).collect();
+    let mut tokens = HashMap::new();
+    for name in &names {
+        tokens.insert(name.clone(), server.user(name).await);
+    }
+    let finish = Arc::new(AtomicBool::new(false));
+    let clients: Vec<(String, JoinHandle<Vec<Lifetime>>)> = names
+        .iter()
+        .enumerate()
+        .map(|(n, name)| (name.clone(), tokio::spawn(stream_client(server.port, tokens[name].clone(), finish.clone(), n as u64))))
+        .collect();
+
+    // Two rooms and a group, each with a model of who is in it now.
+    let mut conversations: Vec<(i64, &str, BTreeSet<String>)> = Vec::new();
+    for (body, kind) in [
+        (json!({"kind": "room", "name": "private", "visibility": "private", "members": ["member1", "member2"]}), "private"),
+        (json!({"kind": "room", "name": "public", "members": ["member3"]}), "public"),
+        (json!({"kind": "group", "members": ["member1", "member4"]}), "group"),
+    ] {
+        let initial: BTreeSet<String> = body["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_owned()).collect();
+        let (status, created) = server.post("/api/conversations", Some(&owner), body).await.unwrap();
+        assert_eq!(status, 201, "{created}");
+        conversations.push((created["id"].as_i64().unwrap(), kind, initial));
+    }
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261202);
+    let (mut sent, mut changes, mut kills) = (0, 0, 0);
+    for step in 0..STEPS {
+        if step > 0 && step % KILL_EVERY == 0 {
+            server.kill9();
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..200))).await;
+            server.restart().await;
+        }
+        // A little time between steps, so that sockets come and go in the middle of them.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..12))).await;
+        let (id, kind, members) = conversations.choose_mut(&mut rng).unwrap();
+        let outsiders: Vec<String> = names.iter().filter(|n| !members.contains(*n)).cloned().collect();
+        let roll = rng.random_range(0..100);
+        let path = |rest: &str| format!("/api/conversations/{id}{rest}");
+        if roll < 55 {
+            // A message from someone in it (the owner included).
+            let poster = members.iter().cloned().collect::<Vec<_>>().choose(&mut rng).cloned();
+            let token = poster.as_ref().map_or(&owner, |p| &tokens[p]);
+            let body = json!({"body": format!("step {step}"), "client_id": format!("s{step}")});
+            let (status, message) = server.post(&path("/messages"), Some(token), body).await.unwrap();
+            assert_eq!(status, 201, "step {step}: {message}");
+            sent += 1;
+        } else if roll < 75 && !outsiders.is_empty() {
+            let newcomer = outsiders.choose(&mut rng).unwrap().clone();
+            let (status, answer) = if *kind == "public" && rng.random_bool(0.5) {
+                server.post(&path("/join"), Some(&tokens[&newcomer]), json!({})).await.unwrap()
+            } else {
+                server.post(&path("/members"), Some(&owner), json!({"usernames": [newcomer.clone()]})).await.unwrap()
+            };
+            assert_eq!(status, 200, "step {step}: {answer}");
+            members.insert(newcomer);
+            changes += 1;
+        } else if roll < 92 && !members.is_empty() {
+            let leaving = members.iter().cloned().collect::<Vec<_>>().choose(&mut rng).unwrap().clone();
+            // In a group one can only leave; in a room the owner may also remove.
+            let token = if *kind == "group" || rng.random_bool(0.5) { &tokens[&leaving] } else { &owner };
+            let response = server.http.delete(server.url(&path(&format!("/members/{leaving}")))).bearer_auth(token).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 204, "step {step}");
+            members.remove(&leaving);
+            changes += 1;
+        } else {
+            let body = json!({"name": format!("{kind} {step}")});
+            let response = server.http.patch(server.url(&path(""))).bearer_auth(&owner).json(&body).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "step {step}");
+            changes += 1;
+        }
+    }
+    finish.store(true, Ordering::SeqCst);
+    let mut received: HashMap<String, Vec<Lifetime>> = HashMap::new();
+    for (name, client) in clients {
+        received.insert(name, tokio::time::timeout(Duration::from_secs(60), client).await.expect("clients finish").unwrap());
+    }
+
+    let mut expected: HashMap<String, BTreeSet<i64>> = HashMap::new();
+    for (id, ..) in &conversations {
+        for (name, ids) in visible_entries(&timeline(&server, &owner, *id).await) {
+            expected.entry(name).or_default().extend(ids);
+        }
+    }
+    let (mut lifetimes_total, mut deliveries) = (0, 0);
+    for name in &names {
+        let lifetimes = &received[name];
+        lifetimes_total += lifetimes.len();
+        let got: BTreeSet<i64> = lifetimes.iter().flat_map(|l| l.ids.iter().copied()).collect();
+        let want = expected.remove(name).unwrap_or_default();
+        assert!(want.len() > 20, "{name} was in conversations for a while: {want:?}");
+        deliveries += want.len();
+        let missing: Vec<_> = want.difference(&got).collect();
+        let extra: Vec<_> = got.difference(&want).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{name}: missing {missing:?}, should not have {extra:?}");
+        let mut seen_in: HashMap<i64, usize> = HashMap::new();
+        for (index, life) in lifetimes.iter().enumerate() {
+            let once: BTreeSet<i64> = life.ids.iter().copied().collect();
+            assert_eq!(once.len(), life.ids.len(), "{name}: an id twice on one socket: {:?}", life.ids);
+            if let Some(last) = life.synced_to {
+                // The catch-up (ids up to `last`) in order; live ones after it in order too.
+                let replay: Vec<i64> = life.ids.iter().copied().filter(|id| *id <= last).collect();
+                assert!(replay.windows(2).all(|w| w[0] < w[1]), "{name}: catch-up out of order: {replay:?}");
+                let live: Vec<i64> = life.ids.iter().copied().filter(|id| *id > last).collect();
+                assert!(live.windows(2).all(|w| w[0] < w[1]), "{name}: live frames out of order: {live:?}");
+            }
+            for id in &life.ids {
+                if let Some(earlier) = seen_in.insert(*id, index) {
+                    assert!(
+                        lifetimes[earlier].synced_to.is_none(),
+                        "{name}: {id} came again although the socket that had it finished its catch-up"
+                    );
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{STEPS} steps: {sent} messages, {changes} membership and name changes, {kills} kill -9, \
+         {lifetimes_total} socket lifetimes, {deliveries} entries checked"
+    );
+    server.stop().await;
+    assert_eq!(integrity_check(dir.path()), "ok");
+}
