@@ -33,6 +33,8 @@ pub enum Error {
     TooFewMembers,
     #[error("no such conversation")]
     ConversationNotFound,
+    #[error("that person is not a member of this conversation")]
+    NotAMember,
     #[error("{0}")]
     Forbidden(&'static str),
     #[error("the last owner cannot leave or step down; make someone else owner first")]
@@ -80,6 +82,7 @@ impl Error {
             Error::TooManyMembers(_) => "too_many_members",
             Error::TooFewMembers => "too_few_members",
             Error::ConversationNotFound => "conversation_not_found",
+            Error::NotAMember => "not_a_member",
             Error::Forbidden(_) => "forbidden",
             Error::LastOwner => "last_owner",
             Error::Archived => "archived",

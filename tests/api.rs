@@ -44,7 +44,7 @@ fn assert_keys(value: &Value, expected: &[&str]) {
 /// A Message has exactly the documented fields, with an RFC 3339 UTC `created_at`.
 #[track_caller]
 fn assert_message_shape(message: &Value) {
-    assert_keys(message, &["body", "client_id", "conversation_id", "created_at", "from", "id", "kind", "to"]);
+    assert_keys(message, &["body", "client_id", "conversation_id", "created_at", "event", "from", "id", "kind", "to"]);
     assert_eq!(message["kind"], "text");
     assert!(message["id"].as_i64().is_some_and(|id| id > 0), "{message}");
     assert_rfc3339_utc(&message["created_at"]);

@@ -68,7 +68,7 @@ async fn a_group_of_three_reaches_everyone_live_and_names_no_single_recipient() 
     alice_ws.send(json!({"type": "send_message", "conversation_id": id, "body": "hi both", "client_id": "g1"})).await;
     let ack = alice_ws.recv_type("ack").await;
     let message = &ack["message"];
-    assert_eq!((message["conversation_id"].as_i64(), message.get("to")), (Some(id), None), "{message}");
+    assert_eq!((message["conversation_id"].as_i64(), &message["to"]), (Some(id), &Value::Null), "{message}");
     for ws in [&mut bob_ws, &mut carol_ws] {
         assert_eq!(ws.recv_type("receive_message").await["message"], *message);
     }

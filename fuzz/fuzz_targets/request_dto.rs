@@ -4,8 +4,8 @@
 #![no_main]
 
 use chatd::{
-    domain::{ClientId, MessageBody, Password, Username},
-    http::api::{Credentials, NewMessage, ReadMarker},
+    domain::{ClientId, ConversationName, MessageBody, Password, Topic, Username},
+    http::api::{AddMembers, ConversationPatchBody, Credentials, NewConversationBody, NewMessage, ReadMarker, RoleBody},
 };
 use libfuzzer_sys::fuzz_target;
 use poem_openapi::types::ParseFromJSON;
@@ -27,5 +27,23 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(marker) = ReadMarker::parse_from_json(Some(value.clone())) {
         assert_eq!(value["up_to"].as_i64(), Some(marker.up_to.0), "a read marker from {value}");
+    }
+    if let Ok(new) = NewConversationBody::parse_from_json(Some(value.clone())) {
+        assert!(value["kind"] == "group" || value["kind"] == "room", "a conversation from {value}");
+        let _ = new.name.as_deref().map(ConversationName::parse);
+        let _ = new.topic.as_deref().map(Topic::parse);
+        new.members.iter().for_each(|m| drop(Username::parse(m)));
+    }
+    if let Ok(patch) = ConversationPatchBody::parse_from_json(Some(value.clone())) {
+        assert!(value.is_object(), "a patch from {value}");
+        let _ = patch.name.as_deref().map(ConversationName::parse);
+        let _ = patch.topic.as_deref().map(Topic::parse);
+    }
+    if let Ok(add) = AddMembers::parse_from_json(Some(value.clone())) {
+        assert!(value["usernames"].as_array().is_some_and(|names| names.iter().all(Value::is_string)), "members from {value}");
+        add.usernames.iter().for_each(|m| drop(Username::parse(m)));
+    }
+    if RoleBody::parse_from_json(Some(value.clone())).is_ok() {
+        assert!(["owner", "admin", "member"].iter().any(|r| value["role"] == *r), "a role from {value}");
     }
 });

@@ -14,8 +14,14 @@ fuzz_target!(|data: &[u8]| {
         Ok(frame) => {
             // Only JSON objects are frames.
             assert!(text.trim_start().starts_with('{'), "a non-object parsed as {frame:?}");
-            if let ClientFrame::SendMessage { client_id, .. } = &frame {
-                let _ = chatd::domain::ClientId::parse(client_id);
+            match &frame {
+                ClientFrame::SendMessage { client_id, to, conversation_id, .. } => {
+                    let _ = chatd::domain::ClientId::parse(client_id);
+                    assert!(to.is_some() != conversation_id.is_some(), "a send naming no or two conversations: {frame:?}");
+                }
+                ClientFrame::Typing { to, conversation_id } => assert!(to.is_some() != conversation_id.is_some(), "{frame:?}"),
+                ClientFrame::Read { peer, conversation_id, .. } => assert!(peer.is_some() != conversation_id.is_some(), "{frame:?}"),
+                _ => {}
             }
         }
         Err(error) => assert!(CODES.contains(&error.code), "undocumented code {}", error.code),

@@ -644,7 +644,7 @@ async fn decide(txn: &DatabaseTransaction, actor: &Actor, operation: Operation, 
             let state = load(txn, id).await?;
             let standing = rules::standing(actor, &state)?;
             let Some(target) = state.members.iter().find(|m| m.username == username.as_str()).cloned() else {
-                return Err(Error::InvalidParameter(format!("{username} is not a member of this conversation")));
+                return Err(Error::NotAMember);
             };
             rules::may_set_role(standing, &state, target.role, role)?;
             if target.role == role {

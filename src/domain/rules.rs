@@ -90,9 +90,7 @@ pub fn may_post(standing: Standing, state: &ConversationState) -> Result<()> {
 pub fn may_update(standing: Standing, state: &ConversationState, name: bool, topic: bool, archived: Option<bool>) -> Result<()> {
     match state.kind {
         Kind::Direct => return Err(Error::Forbidden("a direct conversation cannot be changed")),
-        Kind::Group if topic || archived.is_some() => {
-            return Err(Error::InvalidParameter("a group has no topic and cannot be archived".into()));
-        }
+        Kind::Group if topic || archived.is_some() => return Err(Error::Forbidden("a group has no topic and cannot be archived")),
         Kind::Group => return if matches!(standing, Standing::Member(_)) { Ok(()) } else { Err(Error::Forbidden("not a member")) },
         Kind::Room => {}
     }
@@ -118,7 +116,7 @@ pub fn may_add(standing: Standing, state: &ConversationState, role: Role, adding
                 return Err(Error::Forbidden("not a member"));
             }
             if role != Role::Member {
-                return Err(Error::InvalidParameter("a group has no roles".into()));
+                return Err(Error::Forbidden("a group has no roles"));
             }
             return if after > GROUP_MAX_MEMBERS { Err(Error::TooManyMembers(GROUP_MAX_MEMBERS)) } else { Ok(()) };
         }
@@ -170,7 +168,7 @@ pub fn may_remove(standing: Standing, state: &ConversationState, target_role: Ro
 /// Giving `target` (a member with `current`) the role `new`.
 pub fn may_set_role(standing: Standing, state: &ConversationState, current: Role, new: Role) -> Result<()> {
     if state.kind != Kind::Room {
-        return Err(Error::InvalidParameter("only rooms have roles".into()));
+        return Err(Error::Forbidden("only rooms have roles"));
     }
     if power(standing) != Some(Role::Owner) {
         return Err(Error::Forbidden("only the room's owners may change roles"));

@@ -76,7 +76,9 @@ impl From<Error> for ApiError {
             Error::AccountDisabled | Error::CannotMessageSelf | Error::Forbidden(_) | Error::Archived => {
                 ApiError::Forbidden(json)
             }
-            Error::UserNotFound | Error::UsersNotFound(_) | Error::ConversationNotFound => ApiError::NotFound(json),
+            Error::UserNotFound | Error::UsersNotFound(_) | Error::ConversationNotFound | Error::NotAMember => {
+                ApiError::NotFound(json)
+            }
             Error::UsernameTaken | Error::ClientIdConflict | Error::LastOwner | Error::NameTaken => ApiError::Conflict(json),
             Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
             Error::Unavailable => ApiError::Unavailable(json, None),

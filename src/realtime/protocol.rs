@@ -47,13 +47,11 @@ pub struct MessageFrame<'a> {
     pub id: MessageId,
     pub conversation_id: ConversationId,
     pub from: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<&'a str>,
     pub body: &'a str,
     pub created_at: String,
     pub client_id: &'a str,
     pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<&'a crate::domain::Change>,
 }
 

@@ -76,9 +76,14 @@ json_post /api/signup "{\"username\":\"st_alice\",\"password\":\"$password\"}" >
 json_post /api/signup "{\"username\":\"st_bob\",\"password\":\"$password\"}" >/dev/null
 token=$(json_post /api/signin "{\"username\":\"st_alice\",\"password\":\"$password\"}" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
-# One message, so that history, conversations and read markers have something to return.
+# One message, so that history, conversations and read markers have something to return, and a
+# room st_alice owns with st_bob in it, for the operations on rooms and their members.
 curl -fsS -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $token" \
     --data '{"body":"hello","client_id":"st-1"}' "$base/api/messages/st_bob" >/dev/null
+ROOM_ID=$(curl -fsS -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $token" \
+    --data '{"kind":"room","name":"schemathesis","members":["st_bob"]}' "$base/api/conversations" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+export ROOM_ID
 
 common=(
     --max-examples "$examples"

@@ -161,8 +161,9 @@ pub struct NewConversationBody {
     pub topic: Option<Text<TopicRule>>,
     /// Rooms only; `public` when left out.
     pub visibility: Option<VisibilityDto>,
-    /// The people to start with, besides the caller (who becomes a room's owner).
-    #[oai(default)]
+    /// The people to start with, besides the caller (who becomes a room's owner); no one twice,
+    /// at most 1,000.
+    #[oai(default, validator(max_items = 1000, unique_items))]
     pub members: Vec<Text<UsernameRule>>,
 }
 
@@ -180,6 +181,8 @@ pub struct ConversationPatchBody {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct AddMembers {
+    /// No one twice, at most 1,000 at once.
+    #[oai(validator(max_items = 1000, unique_items))]
     pub usernames: Vec<Text<UsernameRule>>,
     /// The role to give them in a room; `member` when left out.
     pub role: Option<RoleDto>,

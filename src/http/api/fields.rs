@@ -47,6 +47,20 @@ impl<R> Deref for Text<R> {
     }
 }
 
+impl<R> PartialEq for Text<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<R> Eq for Text<R> {}
+
+impl<R> std::hash::Hash for Text<R> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
 impl<R> fmt::Debug for Text<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
@@ -150,6 +164,9 @@ impl TextRule for NameRule {
 pub struct TopicRule;
 impl TextRule for TopicRule {
     const MAX_LENGTH: Option<usize> = Some(250);
+    fn pattern() -> Option<String> {
+        Some(r"^[^\u0000-\u0009\u000b-\u001f\u007f-\u009f]*$".into())
+    }
 }
 
 /// A message id in a request body: a JSON integer, documented as at least 0. A negative one parses

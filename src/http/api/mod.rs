@@ -47,8 +47,7 @@ pub struct MessageDto {
     pub conversation_id: i64,
     /// Sender's username (for an event: who made the change).
     pub from: String,
-    /// The other person, in a direct conversation only.
-    #[oai(skip_serializing_if_is_none)]
+    /// The other person, in a direct conversation only (null otherwise).
     pub to: Option<String>,
     /// The text (for an event: a sentence describing it).
     pub body: String,
@@ -58,8 +57,8 @@ pub struct MessageDto {
     pub client_id: String,
     /// `text` or `event`.
     pub kind: String,
-    /// For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …).
-    #[oai(skip_serializing_if_is_none)]
+    /// For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …); null for
+    /// a message.
     pub event: Option<Value>,
 }
 
@@ -160,9 +159,65 @@ pub fn document() -> String {
                 assert!(schema.is_object(), "{name} is in the document");
                 schema["additionalProperties"] = Value::Bool(false);
             }
+            for schema in spec["components"]["schemas"].as_object_mut().expect("schemas").values_mut() {
+                mark_optional_nullable(schema);
+            }
+            split_new_conversation(&mut spec["components"]["schemas"]["NewConversationBody"]);
             serde_json::to_string_pretty(&spec).expect("a JSON value serialises")
         })
         .clone()
+}
+
+/// The rule for absent values: an optional field is sent as `null`, so the document says
+/// `nullable` for every property an object does not require (a `$ref` is wrapped in `allOf`,
+/// since OpenAPI 3.0 ignores keywords beside a `$ref`).
+fn mark_optional_nullable(schema: &mut Value) {
+    let required: Vec<String> =
+        schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
+    for (name, property) in properties.iter_mut() {
+        if required.contains(name) {
+            continue;
+        }
+        if let Some(reference) = property.get("$ref").cloned() {
+            let description = property.get("description").cloned();
+            *property = serde_json::json!({"allOf": [{"$ref": reference}]});
+            if let Some(description) = description {
+                property["description"] = description;
+            }
+        }
+        property["nullable"] = Value::Bool(true);
+    }
+}
+
+/// People named in one request (a room's first members, people added at once): 1,000 names fit
+/// the 64 KiB a request body may hold. Larger rooms grow by several requests.
+pub const MAX_NAMES_PER_REQUEST: usize = 1000;
+
+/// What a new group and a new room each take, which one request type cannot say: a group has
+/// no topic or visibility and 2–49 other people; a room needs a name.
+fn split_new_conversation(schema: &mut Value) {
+    let properties = schema["properties"].clone();
+    let pick = |names: &[&str]| -> Value { names.iter().map(|n| ((*n).to_owned(), properties[*n].clone())).collect::<serde_json::Map<_, _>>().into() };
+    let mut group = pick(&["kind", "name", "members"]);
+    group["kind"] = serde_json::json!({"type": "string", "enum": ["group"]});
+    group["members"]["minItems"] = 2.into();
+    group["members"]["maxItems"] = 49.into();
+    group["members"]["uniqueItems"] = true.into();
+    let mut room = pick(&["kind", "name", "topic", "visibility", "members"]);
+    room["kind"] = serde_json::json!({"type": "string", "enum": ["room"]});
+    room["name"].as_object_mut().expect("a property").remove("nullable");
+    room["members"]["maxItems"] = MAX_NAMES_PER_REQUEST.into();
+    room["members"]["uniqueItems"] = true.into();
+    // A group names its people; a room may start with its owner alone (null: nobody else).
+    group["members"].as_object_mut().expect("a property").remove("nullable");
+    *schema = serde_json::json!({
+        "description": "A group (3–50 people with the caller, no topic) or a room (named).",
+        "oneOf": [
+            {"type": "object", "title": "NewGroup", "required": ["kind", "members"], "properties": group, "additionalProperties": false},
+            {"type": "object", "title": "NewRoom", "required": ["kind", "name"], "properties": room, "additionalProperties": false},
+        ],
+    });
 }
 
 /// `GET /api/openapi.json`.
@@ -240,7 +295,10 @@ mod tests {
         }
         assert!(bodies.len() >= 4, "{bodies:?}");
         for name in bodies {
-            assert_eq!(spec["components"]["schemas"][&name]["additionalProperties"], false, "{name}");
+            let schema = &spec["components"]["schemas"][&name];
+            // A body of several shapes (a new group or room) closes each of them.
+            let shapes = schema["oneOf"].as_array().cloned().unwrap_or_else(|| vec![schema.clone()]);
+            assert!(shapes.iter().all(|shape| shape["additionalProperties"] == false), "{name}");
         }
     }
 

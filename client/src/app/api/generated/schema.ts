@@ -374,12 +374,13 @@ export type components = {
         /** AddMembers */
         AddMembers: {
             /** @description The role to give them in a room; `member` when left out. */
-            role?: components["schemas"]["RoleDto"] & unknown;
+            role?: (components["schemas"]["RoleDto"] & unknown) | null;
+            /** @description No one twice, at most 1,000 at once. */
             usernames: string[];
         };
         /** ChatSummary */
         ChatSummary: {
-            last_message?: components["schemas"]["MessageDto"];
+            last_message?: components["schemas"]["MessageDto"] | null;
             online: boolean;
             /**
              * Format: uint64
@@ -406,7 +407,7 @@ export type components = {
              */
             last_activity_id: number;
             /** @description The newest message (events do not count). */
-            last_message?: components["schemas"]["MessageDto"] & unknown;
+            last_message?: (components["schemas"]["MessageDto"] & unknown) | null;
             /** Format: uint64 */
             member_count: number;
             /**
@@ -415,32 +416,32 @@ export type components = {
              */
             members: components["schemas"]["MemberDto"][];
             /** @description The caller's role; null when they are not a member (a public room they look at). */
-            my_role?: components["schemas"]["RoleDto"] & unknown;
+            my_role?: (components["schemas"]["RoleDto"] & unknown) | null;
             /** @description A room's name, or a renamed group's; null otherwise. */
-            name?: string;
+            name?: string | null;
             /**
              * Format: int64
              * @description The caller's read marker.
              */
             read_up_to: number;
             /** @description A room's topic; null otherwise. */
-            topic?: string;
+            topic?: string | null;
             /**
              * Format: uint64
              * @description Messages from others above the caller's read marker (counted up to 9999).
              */
             unread: number;
             /** @description A room's visibility; null otherwise. */
-            visibility?: components["schemas"]["VisibilityDto"] & unknown;
+            visibility?: (components["schemas"]["VisibilityDto"] & unknown) | null;
         };
         /** ConversationPatchBody */
         ConversationPatchBody: {
             /** @description Archive (read-only, still readable) or unarchive a room. */
-            archived?: boolean;
+            archived?: boolean | null;
             /** @description A new name (rooms and groups). */
-            name?: string;
+            name?: string | null;
             /** @description A new topic (rooms); empty clears it. */
-            topic?: string;
+            topic?: string | null;
         };
         /** ConversationReadState */
         ConversationReadState: {
@@ -512,7 +513,10 @@ export type components = {
             conversation_id: number;
             /** @description RFC 3339, UTC. */
             created_at: string;
-            /** @description For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …). */
+            /**
+             * @description For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …); null for
+             *     a message.
+             */
             event?: unknown;
             /** @description Sender's username (for an event: who made the change). */
             from: string;
@@ -523,23 +527,36 @@ export type components = {
             id: number;
             /** @description `text` or `event`. */
             kind: string;
-            /** @description The other person, in a direct conversation only. */
-            to?: string;
+            /** @description The other person, in a direct conversation only (null otherwise). */
+            to?: string | null;
         };
-        /** NewConversationBody */
+        /** @description A group (3–50 people with the caller, no topic) or a room (named). */
         NewConversationBody: {
-            kind: components["schemas"]["NewKind"];
+            /** @enum {string} */
+            kind: "group";
             /**
-             * @description The people to start with, besides the caller (who becomes a room's owner).
+             * @description The people to start with, besides the caller (who becomes a room's owner); no one twice,
+             *     at most 1,000.
              * @default []
              */
             members: string[];
             /** @description Required for a room (unique, ignoring case); optional for a group. */
-            name?: string;
+            name?: string | null;
+        } | {
+            /** @enum {string} */
+            kind: "room";
+            /**
+             * @description The people to start with, besides the caller (who becomes a room's owner); no one twice,
+             *     at most 1,000.
+             * @default []
+             */
+            members: string[] | null;
+            /** @description Required for a room (unique, ignoring case); optional for a group. */
+            name: string;
             /** @description Rooms only. */
-            topic?: string;
+            topic?: string | null;
             /** @description Rooms only; `public` when left out. */
-            visibility?: components["schemas"]["VisibilityDto"] & unknown;
+            visibility?: (components["schemas"]["VisibilityDto"] & unknown) | null;
         };
         /** @enum {string} */
         NewKind: "group" | "room";
@@ -551,7 +568,7 @@ export type components = {
              * @description Idempotency key, 1–64 characters and no control characters: a resend with the same key
              *     returns the stored message and delivers nothing twice.
              */
-            client_id?: string;
+            client_id?: string | null;
         };
         /** ReadMarker */
         ReadMarker: {
@@ -600,7 +617,7 @@ export type components = {
             /** Format: uint64 */
             member_count: number;
             name: string;
-            topic?: string;
+            topic?: string | null;
         };
         /** SignedUp */
         SignedUp: {
