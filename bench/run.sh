@@ -25,7 +25,7 @@ export CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 CHATD_RATE_LIMITS__MESSAGE_BURST
     CHATD_RATE_LIMITS__SYNCS_PER_USER_PER_MINUTE=0 CHATD_RATE_LIMITS__CONNECTIONS_PER_ADDRESS=0
 smoke=""
 build=1
-scenarios="8 1 2 3 6 4 5 7"
+scenarios="8 1 2 3 6 4 5 7 9"
 out=""
 extra=()
 while [[ $# -gt 0 ]]; do
@@ -108,7 +108,7 @@ if [[ -z "$out" ]]; then
     if [[ -n "$smoke" ]]; then out="$work/smoke.json"; else out="bench/results/$(date -u +%F).json"; fi
 fi
 command="bench/run.sh${smoke:+ --smoke}"
-[[ "$scenarios" != "8 1 2 3 6 4 5 7" ]] && command+=" --scenarios \"$scenarios\""
+[[ "$scenarios" != "8 1 2 3 6 4 5 7 9" ]] && command+=" --scenarios \"$scenarios\""
 [[ ${#extra[@]} -gt 0 ]] && command+=" -- ${extra[*]}"
 "$bench" report --out "$out" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
     --date "$(date -u +%F)" --command "$command" $smoke "${files[@]}"

@@ -116,6 +116,29 @@ impl Target {
         Ok(response.json::<Page>().await?.messages.len())
     }
 
+    /// Creates a room owned by the holder of `token` with `members` in it; returns its id.
+    pub async fn create_room(&self, token: &str, name: &str, members: &[Account]) -> anyhow::Result<i64> {
+        #[derive(Deserialize)]
+        struct Created {
+            id: i64,
+        }
+        // At most 1,000 names per request.
+        let mut chunks = members.chunks(1000);
+        let first: Vec<&str> = chunks.next().unwrap_or_default().iter().map(|a| a.username.as_str()).collect();
+        let body = serde_json::json!({ "kind": "room", "name": name, "visibility": "private", "members": first });
+        let response = self.http.post(format!("{}/api/conversations", self.base)).bearer_auth(token).json(&body).send().await?;
+        let status = response.status();
+        ensure!(status.as_u16() == 201, "creating room {name}: HTTP {status}: {}", response.text().await.unwrap_or_default());
+        let id = response.json::<Created>().await?.id;
+        for chunk in chunks {
+            let names: Vec<&str> = chunk.iter().map(|a| a.username.as_str()).collect();
+            let url = format!("{}/api/conversations/{id}/members", self.base);
+            let response = self.http.post(url).bearer_auth(token).json(&serde_json::json!({ "usernames": names })).send().await?;
+            ensure!(response.status().is_success(), "adding members to room {name}: HTTP {}", response.status());
+        }
+        Ok(id)
+    }
+
     /// Signs up and signs in every name, a bounded number at a time; fails on the first error.
     pub async fn create_accounts(&self, names: Vec<String>) -> anyhow::Result<Vec<Account>> {
         let limit = Arc::new(Semaphore::new(ACCOUNT_CONCURRENCY));

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs one scenario (1–8, see docs/benchmarks.md) and prints its figures as JSON on stdout.
+    /// Runs one scenario (1–9, see docs/benchmarks.md) and prints its figures as JSON on stdout.
     Scenario(ScenarioArgs),
     /// Waits (at most `--timeout` seconds) until the server answers `GET /api/ready` with 200.
     WaitReady {
@@ -59,8 +59,8 @@ enum Command {
 /// scenario's full default, or its small default with `--smoke`.
 #[derive(Args, Clone, Debug)]
 pub struct ScenarioArgs {
-    /// Scenario number, 1–8.
-    #[arg(value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// Scenario number, 1–9.
+    #[arg(value_parser = clap::value_parser!(u8).range(1..=9))]
     pub number: u8,
     /// The server, as http://IP:PORT on a loopback address.
     #[arg(long, default_value = "http://127.0.0.1:38000")]
@@ -116,6 +116,12 @@ pub struct ScenarioArgs {
     /// Seconds of chat traffic counted as "during the storm" (scenario 6).
     #[arg(long)]
     pub storm_window: Option<f64>,
+    /// Members of the room, each with an open socket (scenario 9).
+    #[arg(long)]
+    pub members: Option<usize>,
+    /// Members who post in the room (scenario 9).
+    #[arg(long)]
+    pub posters: Option<usize>,
     /// The server's process id, to read its memory (scenario 4).
     #[arg(long)]
     pub server_pid: Option<u32>,

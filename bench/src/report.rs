@@ -48,6 +48,11 @@ const ROWS: &[Row] = &[
     row(7, "cold_start_empty_ms", "cold start, empty database", "ms", Goal::Below(100.0), "< 100", ""),
     row(7, "cold_start_seeded_ms", "cold start, seeded database", "ms", Goal::Below(100.0), "< 100", ""),
     row(8, "binary_mb", "release binary, UI embedded, stripped", "MB", Goal::AtMost(20.0), "≤ 20", ""),
+    row(9, "deliveries_per_s", "room of 1,000: deliveries/s (100 msg/s)", "/s", Goal::AtLeast(99_000.0), "100,000", ""),
+    row(9, "lost", "deliveries lost", "", Goal::AtMost(0.0), "0", ""),
+    row(9, "rx_p50_ms", "send → receive p50", "ms", Goal::None, "", ""),
+    row(9, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(100.0), "< 100", ""),
+    row(9, "server_cpu_us_per_delivery", "server CPU per delivery", "µs", Goal::None, "", ""),
 ];
 
 const fn row(

@@ -49,6 +49,7 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
         5 => history(&args).await?,
         7 => cold_start(&args).await?,
         8 => binary_size(&args)?,
+        9 => room_fan_out(&args).await?,
         n => bail!("no scenario {n}"),
     };
     eprintln!(
@@ -693,4 +694,157 @@ impl ScenarioResult {
         self.figures = Figures::median(&self.runs);
         self
     }
+}
+
+/// Scenario 9: one room of `members`, each with an open socket; `posters` of them post at a
+/// steady rate in all; every message goes to every other member. Counts deliveries, times send →
+/// receive on every receiving socket, and the server's CPU per delivery.
+async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
+    const RUN_END: u64 = 1_000_000;
+
+    let target = Target::new(&args.url)?;
+    let members = args.pick(args.members, 1000, 50).max(2);
+    let posters = args.pick(args.posters, 10, 2).clamp(1, members);
+    let rate = args.pick(args.rate, 100.0, 40.0);
+    let runs = args.pick(args.runs, 3, 1).max(1);
+    let duration = args.secs(args.duration, 10.0, 1.0);
+    let drain = Duration::from_secs_f64(args.drain.max(2.0));
+    let prefix = run_prefix();
+
+    let started = Instant::now();
+    let accounts = target.create_accounts((0..members).map(|i| format!("{prefix}m{i}")).collect()).await?;
+    let room = target.create_room(&accounts[0].token, &format!("{prefix}room"), &accounts[1..]).await?;
+    let sockets = target.connect_all(accounts.iter().map(|a| a.token.clone()).collect(), IDLE_READ_BUFFER).await?;
+    log(format!("{members} members in room {room}, connected in {:.1} s", started.elapsed().as_secs_f64()));
+
+    let mut result = ScenarioResult::new(
+        9,
+        "room fan-out",
+        json!({ "members": members, "posters": posters, "rate": rate, "runs": runs,
+                "duration_s": duration.as_secs_f64(), "body_bytes": args.body_bytes }),
+    );
+    let padding = traffic::padding(args.body_bytes);
+    let mut receivers = Vec::with_capacity(members);
+    let mut senders = Vec::with_capacity(posters);
+    for (index, ws) in sockets.into_iter().enumerate() {
+        let (sink, stream) = ws.split();
+        if index < posters {
+            senders.push(sink);
+        } else {
+            drop(sink);
+        }
+        receivers.push(stream);
+    }
+    // Each socket counts `receive_message` frames of this run and times them from the send time
+    // the body carries; posters' sockets get acks for their own messages, not deliveries.
+    let (run_tx, _) = tokio::sync::watch::channel(0u64);
+    let counters: Vec<_> = receivers
+        .into_iter()
+        .map(|mut stream| {
+            let mut run_rx = run_tx.subscribe();
+            let (report_tx, report_rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Latency)>();
+            tokio::spawn(async move {
+                let (mut count, mut latency, mut current) = (0u64, Latency::default(), 0u64);
+                loop {
+                    tokio::select! {
+                        changed = run_rx.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            // A run number starts counting; the number past it ends the run.
+                            let next = *run_rx.borrow();
+                            if next == current + RUN_END {
+                                let _ = report_tx.send((count, std::mem::take(&mut latency)));
+                            }
+                            count = 0;
+                            latency = Latency::default();
+                            current = next;
+                        }
+                        frame = stream.next() => {
+                            let Some(Ok(WsMessage::Text(text))) = frame else {
+                                if frame.is_none() { return; }
+                                continue;
+                            };
+                            let Ok(frame) = crate::client::parse_frame(&text) else { continue };
+                            if frame.kind != "receive_message" {
+                                continue;
+                            }
+                            let Some((sent_ns, run, _)) = frame.message.as_ref().and_then(|m| crate::client::parse_body(&m.body)) else { continue };
+                            if u64::from(run) == current {
+                                count += 1;
+                                latency.record_ns(now_ns().saturating_sub(sent_ns));
+                            }
+                        }
+                    }
+                }
+            });
+            report_rx
+        })
+        .collect();
+    let mut counters = counters;
+    for run in 1..=runs as u64 {
+        run_tx.send_replace(run);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let cpu = CpuMeter::start(args.server_pid);
+        let per_poster = rate / posters as f64;
+        let interval = Duration::from_secs_f64(1.0 / per_poster);
+        let sends = (per_poster * duration.as_secs_f64()).round() as u64;
+        let tasks: Vec<_> = senders
+            .drain(..)
+            .enumerate()
+            .map(|(poster, mut sink)| {
+                let padding = padding.clone();
+                tokio::spawn(async move {
+                    let mut ticker = tokio::time::interval(interval);
+                    for seq in 0..sends {
+                        ticker.tick().await;
+                        let body = format!("t={} s={run} q={seq}{padding}", now_ns());
+                        let client_id = format!("r{run}-p{poster}-{seq}");
+                        let frame = json!({"type": "send_message", "conversation_id": room, "body": body, "client_id": client_id});
+                        if sink.send(WsMessage::text(frame.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    sink
+                })
+            })
+            .collect();
+        for task in tasks {
+            senders.push(task.await?);
+        }
+        tokio::time::sleep(drain).await;
+        run_tx.send_replace(run + RUN_END);
+        let mut delivered = 0u64;
+        let mut latency = Latency::default();
+        for counter in &mut counters {
+            if let Some((count, samples)) = counter.recv().await {
+                delivered += count;
+                latency.merge(&samples);
+            }
+        }
+        let sent = sends * posters as u64;
+        let expected = sent * (members as u64 - 1);
+        let mut figures = Figures::default();
+        cpu.finish(delivered, &mut figures);
+        if let Some(us) = figures.get("server_cpu_us_per_msg") {
+            figures.set("server_cpu_us_per_delivery", us);
+        }
+        figures.set("messages", sent as f64);
+        figures.set("deliveries", delivered as f64);
+        figures.set("deliveries_per_s", delivered as f64 / duration.as_secs_f64());
+        figures.set("lost", expected.saturating_sub(delivered) as f64);
+        latency.add_to("rx", &mut figures);
+        let mut failures = Vec::new();
+        if delivered < expected {
+            failures.push(format!("{} of {expected} deliveries missing", expected - delivered));
+        }
+        log(format!(
+            "run {run}: {sent} messages, {delivered} deliveries ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms",
+            figures.get("deliveries_per_s").unwrap_or(0.0),
+            figures.get("rx_p50_ms").unwrap_or(0.0),
+            figures.get("rx_p99_ms").unwrap_or(0.0)
+        ));
+        result.add_run(figures, failures);
+    }
+    Ok(result.finish())
 }
