@@ -1,6 +1,6 @@
 import { TestBed } from '@angular/core/testing';
 import { Api, ApiError } from '../api/api';
-import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
+import { FakeApi, FakeSocket, directSummary, message, pairId, settle } from '../../testing/fakes';
 import { ChatStore } from '../core/chat-store';
 import { SOCKET_FACTORY } from '../core/realtime';
 import { Session } from '../core/session';
@@ -39,7 +39,7 @@ describe('ConversationPane', () => {
     socket.open();
     socket.receive({ type: 'ready', username: 'alice', last_id: 2 });
     const fixture = TestBed.createComponent(ConversationPane);
-    fixture.componentRef.setInput('peer', 'Bob');
+    fixture.componentRef.setInput('key', 'bob');
     await fixture.whenStable();
     await settle();
     await fixture.whenStable();
@@ -100,21 +100,26 @@ describe('ConversationPane', () => {
   });
 
   it('shows "Seen" from the server’s read markers, before any live receipt', async () => {
-    api.chatsResult = [
-      {
-        username: 'bob',
+    api.conversationsResult = [
+      directSummary('bob', {
         online: true,
-        unread: 0,
-        last_message: message('alice', 'bob', 'hi bob', { id: 2 }),
-      },
+        last: message('alice', 'bob', 'hi bob', { id: 2 }),
+        readUpTo: 1,
+        peerReadUpTo: 2,
+      }),
     ];
-    api.markersResult = [{ username: 'bob', read_up_to: 1, peer_read_up_to: 2 }];
     const { el } = await render();
     expect(el.querySelector('[data-testid="delivery"]')!.textContent).toContain('Seen');
   });
 
   it('shows "Sent" while the peer has not read my newest message', async () => {
-    api.markersResult = [{ username: 'bob', read_up_to: 1, peer_read_up_to: 1 }];
+    api.conversationsResult = [
+      directSummary('bob', {
+        last: message('alice', 'bob', 'hi bob', { id: 2 }),
+        readUpTo: 1,
+        peerReadUpTo: 1,
+      }),
+    ];
     const { el } = await render();
     expect(el.querySelector('[data-testid="delivery"]')!.textContent).toContain('Sent');
   });
@@ -146,7 +151,7 @@ describe('ConversationPane', () => {
   it('shows typing once, above the composer, and presence stays in the header', async () => {
     const { fixture, el, socket } = await render();
     socket.receive({ type: 'presence', username: 'bob', online: true });
-    socket.receive({ type: 'typing', from: 'bob' });
+    socket.receive({ type: 'typing', conversation_id: pairId('alice', 'bob'), from: 'bob' });
     await fixture.whenStable();
     expect(el.querySelector('[data-testid="typing-indicator"]')!.textContent).toContain(
       'bob is typing…',

@@ -1,6 +1,6 @@
 import { TestBed } from '@angular/core/testing';
 import { Api } from '../api/api';
-import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
+import { FakeApi, FakeSocket, directSummary, message, pairId, settle } from '../../testing/fakes';
 import { ChatStore } from '../core/chat-store';
 import { SOCKET_FACTORY } from '../core/realtime';
 import { Session } from '../core/session';
@@ -13,15 +13,10 @@ describe('Sidebar', () => {
     localStorage.clear();
     FakeSocket.created = [];
     api = new FakeApi();
-    api.chatsResult = [
-      { username: 'bob', online: true, unread: 0, last_message: message('bob', 'alice', 'hi') },
-      {
-        username: 'carol',
-        online: false,
-        unread: 0,
-        last_message: message('carol', 'alice', 'yo'),
-      },
-      { username: 'dave', online: true, unread: 0, last_message: message('alice', 'dave', 'hey') },
+    api.conversationsResult = [
+      directSummary('bob', { online: true, last: message('bob', 'alice', 'hi') }),
+      directSummary('carol', { last: message('carol', 'alice', 'yo') }),
+      directSummary('dave', { online: true, last: message('alice', 'dave', 'hey') }),
     ];
     TestBed.configureTestingModule({
       imports: [Sidebar],
@@ -90,8 +85,8 @@ describe('Sidebar', () => {
       [...el.querySelectorAll<HTMLElement>('[data-testid="conversation"]')]
         .filter((row) => row.textContent!.includes('typing…'))
         .map((row) => row.dataset['peer']);
-    socket.receive({ type: 'typing', from: 'bob' });
-    socket.receive({ type: 'typing', from: 'carol' });
+    socket.receive({ type: 'typing', conversation_id: pairId('alice', 'bob'), from: 'bob' });
+    socket.receive({ type: 'typing', conversation_id: pairId('alice', 'carol'), from: 'carol' });
     await fixture.whenStable();
     expect(typingRows().sort()).toEqual(['bob', 'carol']);
 

@@ -5,6 +5,8 @@ function msg(id: number, from: string, at: string): ChatMessage {
   return {
     key: `m:${id}`,
     id,
+    conversationId: 1,
+    kind: 'text',
     from,
     to: from === 'me' ? 'bob' : 'me',
     body: `#${id}`,
