@@ -22,20 +22,20 @@ describe('describeEvent', () => {
       visibility: 'public' as const,
       members,
     };
-    expect(describeEvent(room, 'bob')).toBe('Alice created the room design');
+    expect(describeEvent(room, 'bob')).toBe('alice created the room design');
     expect(describeEvent(room, 'alice')).toBe('You created the room design');
     expect(describeEvent({ ...room, kind: 'group', name: null, visibility: null }, 'bob')).toBe(
-      'Alice started a group with you',
+      'alice started a group with you',
     );
   });
 
   it('tells joining from adding and leaving from removing, with "you" for the reader', () => {
     const bob = [{ username: 'bob', role: 'member' as const }];
     expect(describeEvent({ type: 'member_added', by: 'bob', members: bob }, 'alice')).toBe(
-      'Bob joined',
+      'bob joined',
     );
     expect(describeEvent({ type: 'member_added', by: 'alice', members: bob }, 'bob')).toBe(
-      'Alice added you',
+      'alice added you',
     );
     expect(
       describeEvent(
@@ -48,37 +48,37 @@ describe('describeEvent', () => {
       ),
     ).toBe('You added bob and carol');
     expect(describeEvent({ type: 'member_removed', by: 'bob', username: 'bob' }, 'alice')).toBe(
-      'Bob left',
+      'bob left',
     );
     expect(describeEvent({ type: 'member_removed', by: 'alice', username: 'carol' }, 'carol')).toBe(
-      'Alice removed you',
+      'alice removed you',
     );
   });
 
-  it('describes renames, topics, archiving and roles; an administrator when nobody is named', () => {
+  it('describes renames, topics, archiving and roles; an administrator when nobody is named; names stay lowercase', () => {
     expect(describeEvent({ type: 'conversation_updated', by: 'alice', name: 'Ops' }, null)).toBe(
-      'Alice renamed the conversation to “Ops”',
+      'alice renamed the conversation to “Ops”',
     );
     expect(
       describeEvent(
         { type: 'conversation_updated', by: 'alice', name: 'Ops', topic: 'pager' },
         null,
       ),
-    ).toBe('Alice renamed the conversation to “Ops” and set the topic to “pager”');
+    ).toBe('alice renamed the conversation to “Ops” and set the topic to “pager”');
     expect(describeEvent({ type: 'conversation_updated', by: 'bob', topic: '' }, null)).toBe(
-      'Bob cleared the topic',
+      'bob cleared the topic',
     );
     expect(describeEvent({ type: 'conversation_updated', by: null, archived: true }, null)).toBe(
       'An administrator archived the room',
     );
     expect(describeEvent({ type: 'conversation_updated', by: 'bob', archived: false }, null)).toBe(
-      'Bob unarchived the room',
+      'bob unarchived the room',
     );
     expect(
       describeEvent({ type: 'role_changed', by: 'alice', username: 'bob', role: 'admin' }, 'bob'),
-    ).toBe('Alice made you an admin');
+    ).toBe('alice made you an admin');
     expect(describeEvent({ type: 'conversation_removed', by: 'alice' }, null)).toBe(
-      'Alice deleted the room',
+      'alice deleted the room',
     );
   });
 });

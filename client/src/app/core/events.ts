@@ -7,8 +7,9 @@ export function joinNames(names: readonly string[]): string {
   return `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
 }
 
-function capitalise(text: string): string {
-  return text.charAt(0).toUpperCase() + text.slice(1);
+/** Starts the sentence with a capital, unless it starts with a username (those are lowercase). */
+function capitalise(text: string, startsWithName: boolean): string {
+  return startsWithName ? text : text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 const ROLE_WITH_ARTICLE: Record<Role, string> = {
@@ -21,6 +22,7 @@ const ROLE_WITH_ARTICLE: Record<Role, string> = {
 export function describeEvent(event: ChangeEvent, me: string | null): string {
   const name = (who: string) => (who === me ? 'you' : who);
   const by = event.by === null ? 'an administrator' : name(event.by);
+  let subject = by;
   const others = (members: readonly { username: string }[]) =>
     joinNames(members.filter((m) => m.username !== event.by).map((m) => name(m.username)));
   let text: string;
@@ -38,10 +40,9 @@ export function describeEvent(event: ChangeEvent, me: string | null): string {
           : `${by} added ${joinNames(event.members.map((m) => name(m.username)))}`;
       break;
     case 'member_removed':
+      if (event.username === event.by) subject = name(event.username);
       text =
-        event.username === event.by
-          ? `${name(event.username)} left`
-          : `${by} removed ${name(event.username)}`;
+        event.username === event.by ? `${subject} left` : `${by} removed ${name(event.username)}`;
       break;
     case 'conversation_updated': {
       const parts: string[] = [];
@@ -60,5 +61,5 @@ export function describeEvent(event: ChangeEvent, me: string | null): string {
       text = `${by} deleted the room`;
       break;
   }
-  return capitalise(text);
+  return capitalise(text, subject !== 'you' && subject !== 'an administrator');
 }
