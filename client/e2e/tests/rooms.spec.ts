@@ -341,3 +341,40 @@ test('the room screens in dark mode, and the details panel on a phone', async ()
   await cat.getByRole('link', { name: 'Back to conversations' }).click();
   await expect(row(cat, LOBBY).getByTestId('preview')).toHaveText('You left this room');
 });
+
+test('a direct conversation by id opens under the person’s name; the dialog and the switcher know rooms', async ({
+  request,
+}) => {
+  const sent = await request.post(`/api/messages/${BEN}`, {
+    headers: { Authorization: `Bearer ${await tokenOf(ann)}` },
+    data: { body: 'a word in private', client_id: 'dm-by-id' },
+  });
+  expect(sent.status()).toBe(201);
+  const id = (await sent.json()).conversation_id as number;
+  await ben.goto(`/conversations/${id}`);
+  await expect(ben).toHaveURL(new RegExp(`/c/${ANN}$`));
+  await expect(ben.getByRole('heading', { level: 1, name: ANN })).toBeVisible();
+  await expect(bodies(ben)).toHaveText(['a word in private']);
+  const direct = ben.getByTestId('direct-section').getByTestId('conversation');
+  await expect(direct).toHaveCount(1);
+  await expect(direct.getByTestId('presence')).toHaveText('Online');
+  await expect(ben.getByTestId('rooms-section').getByTestId('conversation')).toHaveCount(2);
+
+  // The new-conversation dialog is modal: Esc closes it and focus goes back where it was.
+  await ben.getByTestId('new-conversation').click();
+  const dialog = ben.getByRole('dialog', { name: 'New conversation' });
+  await expect(dialog).toBeVisible();
+  await ben.keyboard.press('Escape');
+  await expect(dialog).toBeHidden();
+  await expect(ben.getByTestId('new-conversation')).toBeFocused();
+
+  // Ctrl+K reaches rooms and groups as well as people.
+  await ben.keyboard.press('Control+k');
+  const switcher = ben.getByRole('dialog', { name: 'Jump to a conversation' });
+  await expect(switcher.getByRole('option')).toHaveCount(3);
+  await ben.keyboard.type('plans');
+  await expect(switcher.getByRole('option')).toHaveCount(1);
+  await ben.keyboard.press('Enter');
+  await expect(ben.getByRole('heading', { level: 1, name: `${PLANS} (Q3)` })).toBeVisible();
+  await expect(ben).toHaveURL(new RegExp(`/conversations/${plansId}$`));
+});
