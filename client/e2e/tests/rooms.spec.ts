@@ -330,6 +330,7 @@ test('the room screens in dark mode, and the details panel on a phone', async ()
   await shot(cat, 'room-details-phone');
   await cat.keyboard.press('Escape');
   await expect(cat.getByTestId('members-panel')).toHaveCount(0);
+  await expect(cat.getByTestId('members-toggle')).toBeFocused();
   // Cat is a member of a public room: she may add people but not rename it.
   await openDetails(cat);
   await expect(cat.getByTestId('add-people')).toBeVisible();

@@ -30,6 +30,7 @@ const TOP_PREFETCH_PX = 160;
 
 @Component({
   selector: 'app-conversation-pane',
+  host: { '(keydown.escape)': 'onEscape($event)' },
   imports: [NavLink, Avatar, Composer, MembersPanel],
   templateUrl: './conversation-pane.html',
   styleUrl: './conversation-pane.css',
@@ -43,6 +44,7 @@ export class ConversationPane {
 
   private readonly nav = inject(Nav);
   private readonly log = viewChild<ElementRef<HTMLElement>>('log');
+  private readonly detailsToggle = viewChild<ElementRef<HTMLButtonElement>>('detailsToggle');
 
   protected readonly conversation = computed(() => this.store.conversation(this.key()));
   protected readonly direct = computed(() => (this.conversation()?.kind ?? 'direct') === 'direct');
@@ -196,6 +198,18 @@ export class ConversationPane {
 
   protected togglePanel(): void {
     this.panelOpen.update((open) => !open);
+  }
+
+  protected closePanel(): void {
+    this.panelOpen.set(false);
+    this.detailsToggle()?.nativeElement.focus();
+  }
+
+  /** Esc closes the details panel before it closes the conversation. */
+  protected onEscape(event: Event): void {
+    if (!this.panelOpen() || event.defaultPrevented) return;
+    event.preventDefault();
+    this.closePanel();
   }
 
   /** A conversation I left or was taken out of has nothing more to show: back to the list. */

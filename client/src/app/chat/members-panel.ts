@@ -96,7 +96,6 @@ export class MembersPanel {
   protected onEscape(event: Event): void {
     // Esc closes the innermost thing first: an edit, a confirmation, the add box, then the panel.
     event.preventDefault();
-    event.stopPropagation();
     if (this.editing()) this.editing.set(null);
     else if (this.confirming()) this.confirming.set(null);
     else if (this.adding()) this.stopAdding();
