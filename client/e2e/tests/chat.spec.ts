@@ -1,16 +1,22 @@
 // Two people, two browser contexts, the real chatd: the flows issue 3 promises, end to end.
-import { expect, test, type BrowserContext, type Locator, type Page } from '@playwright/test';
-import { mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { expect, test, type BrowserContext, type Page } from '@playwright/test';
+import {
+  DESKTOP,
+  PASSWORD,
+  PHONE,
+  bodies,
+  conversationRow,
+  documentIsMarked,
+  markDocument,
+  openConversation,
+  send,
+  shot,
+  shotBoth,
+  signIn,
+  signUp,
+  suffix,
+} from './support';
 
-// run.mjs passes the folder; Playwright runs from client/ otherwise.
-const shots = resolve(process.env['CHATD_E2E_ARTIFACTS'] ?? join('e2e', 'artifacts'));
-mkdirSync(shots, { recursive: true });
-
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 360, height: 740 };
-const PASSWORD = 'correct horse battery';
-const suffix = Date.now().toString(36).slice(-5);
 const ALICE = `alice_${suffix}`;
 const BOB = `bob_${suffix}`;
 
@@ -20,69 +26,6 @@ let aliceContext: BrowserContext;
 let bobContext: BrowserContext;
 let alice: Page;
 let bob: Page;
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: join(shots, `${name}.png`), animations: 'disabled' });
-}
-
-/** Screenshots one screen at both widths, restoring the page's own size afterwards. */
-async function shotBoth(page: Page, name: string, prepare?: () => Promise<void>): Promise<void> {
-  const original = page.viewportSize();
-  for (const [label, size] of [
-    ['desktop', DESKTOP],
-    ['phone', PHONE],
-  ] as const) {
-    await page.setViewportSize(size);
-    await prepare?.();
-    await page.waitForTimeout(150);
-    await shot(page, `${name}-${label}`);
-  }
-  if (original) await page.setViewportSize(original);
-}
-
-function conversationRow(page: Page, peer: string): Locator {
-  return page.locator(`[data-testid="conversation"][data-peer="${peer}"]`);
-}
-
-function bodies(page: Page): Locator {
-  return page.getByTestId('message-log').getByTestId('message-body');
-}
-
-async function signUp(page: Page, username: string): Promise<void> {
-  await page.goto('/signup');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-  await page.getByRole('button', { name: 'Create account' }).click();
-  await expect(page.getByTestId('me')).toHaveText(username);
-}
-
-async function signIn(page: Page, username: string): Promise<void> {
-  await page.goto('/signin');
-  await page.getByLabel('Username').fill(username);
-  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
-  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
-  await expect(page.getByTestId('me')).toHaveText(username);
-}
-
-/** Marks the page's current document, so a test can tell it was never reloaded. */
-async function markDocument(page: Page): Promise<void> {
-  await page.evaluate(() => ((window as unknown as { e2eMark?: boolean }).e2eMark = true));
-}
-
-async function documentIsMarked(page: Page): Promise<boolean> {
-  return page.evaluate(() => (window as unknown as { e2eMark?: boolean }).e2eMark === true);
-}
-
-async function send(page: Page, text: string): Promise<void> {
-  const composer = page.getByTestId('composer');
-  await composer.fill(text);
-  await composer.press('Enter');
-}
-
-async function openConversation(page: Page, peer: string): Promise<void> {
-  await conversationRow(page, peer).click();
-  await expect(page.getByRole('heading', { level: 1, name: peer })).toBeVisible();
-}
 
 test.beforeAll(async ({ browser }) => {
   aliceContext = await browser.newContext({ viewport: DESKTOP });

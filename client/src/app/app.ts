@@ -16,7 +16,8 @@ import { Nav } from './core/nav';
         <app-auth-page mode="signup" />
       }
       @default {
-        <app-chat-shell [peer]="peer()" />
+        <!-- One shell for every signed-in screen: it owns the live connection. -->
+        <app-chat-shell [conversation]="conversation()" [view]="view()" />
       }
     }
   `,
@@ -24,8 +25,9 @@ import { Nav } from './core/nav';
 })
 export class App {
   protected readonly screen = inject(Nav).screen;
-  protected readonly peer = computed(() => {
+  protected readonly conversation = computed(() => {
     const screen = this.screen();
-    return screen.name === 'chat' ? screen.peer : null;
+    return screen.name === 'chat' ? screen.key : null;
   });
+  protected readonly view = computed(() => (this.screen().name === 'rooms' ? 'rooms' : 'chat'));
 }

@@ -1,5 +1,14 @@
 //! Test doubles for unit tests: an in-memory WebSocket and a scripted REST API.
-import type { ChatSummary, Message, MessagePage, ReadMarkers, UserSummary } from '../app/api/api';
+import type {
+  ConversationDto,
+  Message,
+  MessagePage,
+  NewConversation,
+  RoomDto,
+  UserSummary,
+} from '../app/api/api';
+import { ApiError } from '../app/api/api';
+import type { Role } from '../app/core/realtime';
 import type { ClientFrame, ServerFrame, SocketLike } from '../app/core/realtime';
 
 export class FakeSocket implements SocketLike {
@@ -50,6 +59,13 @@ export class FakeSocket implements SocketLike {
   }
 }
 
+/** A stable id for the direct conversation between two people. */
+export function pairId(a: string, b: string): number {
+  let hash = 0;
+  for (const ch of [a, b].sort().join('\n')) hash = (hash * 31 + ch.charCodeAt(0)) % 100_000;
+  return 1000 + hash;
+}
+
 let nextId = 1;
 export function message(
   from: string,
@@ -60,7 +76,7 @@ export function message(
   const id = extra.id ?? nextId++;
   return {
     id,
-    conversation_id: 1,
+    conversation_id: to ? pairId(from, to) : 1,
     from,
     to,
     body,
@@ -71,40 +87,194 @@ export function message(
   };
 }
 
+/** A message in a group or room (no `to`). */
+export function roomMessage(
+  conversationId: number,
+  from: string,
+  body: string,
+  extra: Partial<Message> = {},
+): Message {
+  const { to: _to, ...rest } = message(from, '', body, extra);
+  return { ...rest, conversation_id: conversationId };
+}
+
+let nextConversation = 900_000;
+
+/** A direct conversation with `peer` as alice's conversation list reports it. */
+export function directSummary(
+  peer: string,
+  options: {
+    id?: number;
+    online?: boolean;
+    unread?: number;
+    last?: Message;
+    readUpTo?: number;
+    peerReadUpTo?: number;
+  } = {},
+): ConversationDto {
+  const id = options.id ?? pairId('alice', peer);
+  const last = options.last ? { ...options.last, conversation_id: id } : undefined;
+  return {
+    id,
+    kind: 'direct',
+    archived: false,
+    members: [
+      { username: 'alice', role: 'member', online: true, read_up_to: options.readUpTo ?? 0 },
+      {
+        username: peer,
+        role: 'member',
+        online: options.online ?? false,
+        read_up_to: options.peerReadUpTo ?? 0,
+      },
+    ],
+    member_count: 2,
+    my_role: 'member',
+    unread: options.unread ?? 0,
+    read_up_to: options.readUpTo ?? 0,
+    ...(last ? { last_message: last } : {}),
+    last_activity_id: last?.id ?? 0,
+    created_at: '2026-11-24T09:00:00.000Z',
+  };
+}
+
+/** A group or room alice is in. */
+export function roomSummary(
+  id: number,
+  options: {
+    kind?: 'group' | 'room';
+    name?: string | null;
+    topic?: string;
+    visibility?: 'public' | 'private';
+    archived?: boolean;
+    members?: { username: string; role?: Role; online?: boolean; read_up_to?: number }[];
+    memberCount?: number;
+    myRole?: Role | null;
+    unread?: number;
+    readUpTo?: number;
+    last?: Message;
+    lastActivity?: number;
+  } = {},
+): ConversationDto {
+  const kind = options.kind ?? 'room';
+  const members = (
+    options.members ?? [{ username: 'alice', role: 'owner' }, { username: 'bob' }]
+  ).map((m) => ({
+    username: m.username,
+    role: m.role ?? 'member',
+    online: m.online ?? false,
+    read_up_to: m.read_up_to ?? 0,
+  }));
+  const myRole =
+    options.myRole === undefined
+      ? (members.find((m) => m.username === 'alice')?.role ?? 'member')
+      : options.myRole;
+  return {
+    id,
+    kind,
+    ...(options.name !== null
+      ? { name: options.name ?? (kind === 'room' ? `room${id}` : undefined) }
+      : {}),
+    ...(options.topic !== undefined ? { topic: options.topic } : {}),
+    ...(kind === 'room' ? { visibility: options.visibility ?? 'public' } : {}),
+    archived: options.archived ?? false,
+    members,
+    member_count: options.memberCount ?? members.length,
+    ...(myRole ? { my_role: myRole } : {}),
+    unread: options.unread ?? 0,
+    read_up_to: options.readUpTo ?? 0,
+    ...(options.last ? { last_message: { ...options.last, conversation_id: id } } : {}),
+    last_activity_id: options.lastActivity ?? options.last?.id ?? id,
+    created_at: '2026-11-24T09:00:00.000Z',
+  } as ConversationDto;
+}
+
 /** A REST API answering from plain data, recording what it was asked. */
 export class FakeApi {
-  chatsResult: ChatSummary[] = [];
-  markersResult: ReadMarkers[] | Error = [];
-  chatsCalls = 0;
+  conversationsResult: ConversationDto[] = [];
+  conversationsCalls = 0;
+  /** What GET /api/conversations/{id} answers; missing ids are 404. */
+  details = new Map<number, ConversationDto>();
+  readonly detailRequests: number[] = [];
   pages = new Map<string, MessagePage>();
   usersResult: UserSummary[] = [];
-  sendImpl: (peer: string, body: string, clientId: string) => Promise<Message> = () =>
+  roomsResult: RoomDto[] = [];
+  sendImpl: (target: string | number, body: string, clientId: string) => Promise<Message> = () =>
     Promise.reject(new Error('offline'));
-  readonly sends: { peer: string; body: string; clientId: string }[] = [];
-  readonly reads: { peer: string; upTo: number }[] = [];
-  readonly pageRequests: { peer: string; before?: number }[] = [];
+  readonly sends: { peer: string | number; body: string; clientId: string }[] = [];
+  readonly reads: { peer: string | number; upTo: number }[] = [];
+  readonly pageRequests: { peer: string | number; before?: number }[] = [];
+  readonly created: NewConversation[] = [];
+  readonly calls: string[] = [];
+  /** What a change (create, update, add, role, join) answers; by default the details' entry. */
+  changeResult: ((id: number) => ConversationDto) | null = null;
 
-  chats = async () => {
-    this.chatsCalls++;
-    return this.chatsResult;
+  conversations = async () => {
+    this.conversationsCalls++;
+    return this.conversationsResult;
   };
-  readMarkers = async () => {
-    if (this.markersResult instanceof Error) throw this.markersResult;
-    return this.markersResult;
+  conversation = async (id: number) => {
+    this.detailRequests.push(id);
+    const found = this.details.get(id);
+    if (!found) throw new ApiError(404, 'conversation_not_found', 'no such conversation');
+    return found;
   };
   users = async () => this.usersResult;
+  rooms = async () => this.roomsResult;
   me = async () => ({ username: 'alice' });
   messages = async (peer: string, page: { before?: number } = {}) => {
     this.pageRequests.push({ peer, before: page.before });
     return this.pages.get(`${peer}:${page.before ?? ''}`) ?? { messages: [], has_more: false };
   };
+  conversationMessages = async (id: number, page: { before?: number } = {}) => {
+    this.pageRequests.push({ peer: id, before: page.before });
+    return this.pages.get(`#${id}:${page.before ?? ''}`) ?? { messages: [], has_more: false };
+  };
   send = (peer: string, body: string, clientId: string) => {
     this.sends.push({ peer, body, clientId });
     return this.sendImpl(peer, body, clientId);
   };
+  sendToConversation = (id: number, body: string, clientId: string) => {
+    this.sends.push({ peer: id, body, clientId });
+    return this.sendImpl(id, body, clientId);
+  };
   markRead = async (peer: string, upTo: number) => {
     this.reads.push({ peer, upTo });
   };
+  markConversationRead = async (id: number, upTo: number) => {
+    this.reads.push({ peer: id, upTo });
+  };
+  createConversation = async (body: NewConversation) => {
+    this.created.push(body);
+    return this.answer(nextConversation++);
+  };
+  updateConversation = async (id: number, patch: object) => {
+    this.calls.push(`update ${id} ${JSON.stringify(patch)}`);
+    return this.answer(id);
+  };
+  addMembers = async (id: number, usernames: string[]) => {
+    this.calls.push(`add ${id} ${usernames.join(',')}`);
+    return this.answer(id);
+  };
+  removeMember = async (id: number, username: string) => {
+    this.calls.push(`remove ${id} ${username}`);
+  };
+  setRole = async (id: number, username: string, role: Role) => {
+    this.calls.push(`role ${id} ${username} ${role}`);
+    return this.answer(id);
+  };
+  join = async (id: number) => {
+    this.calls.push(`join ${id}`);
+    return this.answer(id);
+  };
+  deleteConversation = async (id: number) => {
+    this.calls.push(`delete ${id}`);
+  };
+
+  private answer(id: number): ConversationDto {
+    const dto = this.changeResult?.(id) ?? this.details.get(id);
+    if (!dto) throw new ApiError(404, 'conversation_not_found', 'no such conversation');
+    return dto;
+  }
 }
 
 /** Lets pending promise callbacks run. */

@@ -8,11 +8,20 @@ import { Session } from '../core/session';
 type JsonOf<R> = R extends { content: infer C } ? C[keyof C] : never;
 
 export type Token = JsonOf<paths['/api/signin']['post']['responses'][200]>;
-export type ChatSummary = JsonOf<paths['/api/chats_history']['get']['responses'][200]>[number];
 export type UserSummary = JsonOf<paths['/api/users']['get']['responses'][200]>[number];
 export type MessagePage = JsonOf<paths['/api/messages/{username}']['get']['responses'][200]>;
 export type Message = MessagePage['messages'][number];
-export type ReadMarkers = JsonOf<paths['/api/read_markers']['get']['responses'][200]>[number];
+export type ConversationDto = JsonOf<paths['/api/conversations']['get']['responses'][200]>[number];
+export type MemberDto = ConversationDto['members'][number];
+export type RoomDto = JsonOf<paths['/api/rooms']['get']['responses'][200]>[number];
+export type NewConversation = NonNullable<
+  paths['/api/conversations']['post']['requestBody']
+>['content']['application/json; charset=utf-8'];
+export type ConversationPatch = NonNullable<
+  paths['/api/conversations/{id}']['patch']['requestBody']
+>['content']['application/json; charset=utf-8'];
+export type Role = MemberDto['role'];
+export type Kind = ConversationDto['kind'];
 
 /** A failed API call: the server's stable `code` and human `message`, or `network` when unreachable. */
 export class ApiError extends Error {
@@ -109,15 +118,6 @@ export class Api {
     return this.call(this.client.GET('/api/me'));
   }
 
-  chats(): Promise<ChatSummary[]> {
-    return this.call(this.client.GET('/api/chats_history'));
-  }
-
-  /** Both read markers of every conversation: how far I have read, and how far the peer has read mine. */
-  readMarkers(): Promise<ReadMarkers[]> {
-    return this.call(this.client.GET('/api/read_markers'));
-  }
-
   users(q: string, limit = 20): Promise<UserSummary[]> {
     return this.call(this.client.GET('/api/users', { params: { query: { q, limit } } }));
   }
@@ -136,6 +136,96 @@ export class Api {
       this.client.POST('/api/messages/{username}', {
         params: { path: { username } },
         body: { body, client_id: clientId },
+      }),
+    );
+  }
+
+  /** Every conversation I am in, of every kind, most recent activity first. */
+  conversations(): Promise<ConversationDto[]> {
+    return this.call(this.client.GET('/api/conversations'));
+  }
+
+  conversation(id: number): Promise<ConversationDto> {
+    return this.call(this.client.GET('/api/conversations/{id}', { params: { path: { id } } }));
+  }
+
+  createConversation(body: NewConversation): Promise<ConversationDto> {
+    return this.call(this.client.POST('/api/conversations', { body }));
+  }
+
+  updateConversation(id: number, patch: ConversationPatch): Promise<ConversationDto> {
+    return this.call(
+      this.client.PATCH('/api/conversations/{id}', { params: { path: { id } }, body: patch }),
+    );
+  }
+
+  async deleteConversation(id: number): Promise<void> {
+    await this.call(this.client.DELETE('/api/conversations/{id}', { params: { path: { id } } }));
+  }
+
+  addMembers(id: number, usernames: string[]): Promise<ConversationDto> {
+    return this.call(
+      this.client.POST('/api/conversations/{id}/members', {
+        params: { path: { id } },
+        body: { usernames },
+      }),
+    );
+  }
+
+  /** Removes someone; my own name means I leave. */
+  async removeMember(id: number, username: string): Promise<void> {
+    await this.call(
+      this.client.DELETE('/api/conversations/{id}/members/{username}', {
+        params: { path: { id, username } },
+      }),
+    );
+  }
+
+  setRole(id: number, username: string, role: Role): Promise<ConversationDto> {
+    return this.call(
+      this.client.PUT('/api/conversations/{id}/members/{username}/role', {
+        params: { path: { id, username } },
+        body: { role },
+      }),
+    );
+  }
+
+  join(id: number): Promise<ConversationDto> {
+    return this.call(
+      this.client.POST('/api/conversations/{id}/join', { params: { path: { id } } }),
+    );
+  }
+
+  /** The public rooms whose name or topic contains `q`. */
+  rooms(q: string, limit = 50): Promise<RoomDto[]> {
+    return this.call(this.client.GET('/api/rooms', { params: { query: { q, limit } } }));
+  }
+
+  conversationMessages(
+    id: number,
+    page: { before?: number; after?: number; limit?: number } = {},
+  ): Promise<MessagePage> {
+    return this.call(
+      this.client.GET('/api/conversations/{id}/messages', {
+        params: { path: { id }, query: page },
+      }),
+    );
+  }
+
+  sendToConversation(id: number, body: string, clientId: string): Promise<Message> {
+    return this.call(
+      this.client.POST('/api/conversations/{id}/messages', {
+        params: { path: { id } },
+        body: { body, client_id: clientId },
+      }),
+    );
+  }
+
+  async markConversationRead(id: number, upTo: number): Promise<void> {
+    await this.call(
+      this.client.POST('/api/conversations/{id}/read', {
+        params: { path: { id } },
+        body: { up_to: upTo },
       }),
     );
   }

@@ -1,10 +1,12 @@
-//! The signed-in layout: connection banner, conversation sidebar, the open conversation, and the
-//! keyboard shortcuts over all of them (Ctrl/Cmd+K jumps to a conversation, Esc closes).
+//! The signed-in layout: connection banner, conversation sidebar, the open conversation or the
+//! room directory, the new-conversation dialog, and the keyboard shortcuts over all of them
+//! (Ctrl/Cmd+K jumps to a conversation, Esc closes).
 import {
   ChangeDetectionStrategy,
   Component,
   DestroyRef,
   computed,
+  effect,
   inject,
   input,
   signal,
@@ -13,24 +15,28 @@ import {
 import { Api } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore } from '../core/chat-store';
-import { Nav } from '../core/nav';
+import { Nav, conversationPath } from '../core/nav';
 import { Session } from '../core/session';
 import { ConversationPane } from './conversation-pane';
 import { EmptyPane } from './empty-pane';
+import { NewConversation } from './new-conversation';
 import { QuickSwitcher } from './quick-switcher';
+import { RoomDirectory } from './room-directory';
 import { Sidebar } from './sidebar';
 
 @Component({
   selector: 'app-chat-shell',
-  imports: [Sidebar, ConversationPane, EmptyPane, QuickSwitcher],
+  imports: [Sidebar, ConversationPane, EmptyPane, QuickSwitcher, NewConversation, RoomDirectory],
   host: { '(document:keydown)': 'onKey($event)' },
   templateUrl: './chat-shell.html',
   styleUrl: './chat-shell.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
 export class ChatShell {
-  /** The conversation in the URL, if any. */
-  readonly peer = input<string | null>(null);
+  /** The conversation in the URL, if any, by store key (`bob`, `#12`). */
+  readonly conversation = input<string | null>(null);
+  /** `rooms`: the public room directory in place of a conversation. */
+  readonly view = input<'chat' | 'rooms'>('chat');
 
   protected readonly store = inject(ChatStore);
   protected readonly attention = inject(Attention);
@@ -39,6 +45,8 @@ export class ChatShell {
   private readonly nav = inject(Nav);
   private readonly sidebar = viewChild.required(Sidebar);
   protected readonly switcherOpen = signal(false);
+  protected readonly newOpen = signal(false);
+  protected readonly newMode = signal<'people' | 'room'>('people');
   private focusBeforeSwitcher: HTMLElement | null = null;
 
   private readonly now = signal(Date.now());
@@ -59,10 +67,20 @@ export class ChatShell {
       busy: seconds === 0,
     };
   });
-  protected readonly paneOpen = computed(() => this.store.active() !== null);
+  /** A direct conversation named by its id is shown (and linked) by the other person's name. */
+  protected readonly key = computed(() => {
+    const key = this.conversation();
+    return key ? this.store.resolve(key) : null;
+  });
+  protected readonly paneOpen = computed(() => this.view() === 'rooms' || this.key() !== null);
 
   constructor() {
     void this.store.start();
+    effect(() => {
+      const wanted = this.conversation();
+      const key = this.key();
+      if (wanted && key && key !== wanted) this.nav.replace(conversationPath(key));
+    });
     const tick = setInterval(() => this.now.set(Date.now()), 1000);
     inject(DestroyRef).onDestroy(() => {
       clearInterval(tick);
@@ -77,7 +95,7 @@ export class ChatShell {
       event.preventDefault();
       if (this.switcherOpen()) this.closeSwitcher();
       else this.openSwitcher();
-    } else if (event.key === 'Escape' && this.peer()) {
+    } else if (event.key === 'Escape' && this.paneOpen() && !this.newOpen()) {
       event.preventDefault();
       this.nav.go('/');
       this.sidebar().focusSearch();
@@ -96,13 +114,27 @@ export class ChatShell {
     this.focusBeforeSwitcher = null;
   }
 
-  protected jumpTo(peer: string): void {
-    const same = peer === this.peer()?.toLowerCase();
+  protected jumpTo(key: string): void {
+    const same = key === this.key();
     this.switcherOpen.set(false);
     // A newly opened conversation puts focus in its composer; the same one gets focus back.
     if (same) this.focusBeforeSwitcher?.focus();
     this.focusBeforeSwitcher = null;
-    this.nav.go(`/c/${encodeURIComponent(peer)}`);
+    this.nav.go(conversationPath(key));
+  }
+
+  protected openNew(mode: 'people' | 'room' = 'people'): void {
+    this.newMode.set(mode);
+    const focused = document.activeElement;
+    this.focusBeforeSwitcher = focused instanceof HTMLElement ? focused : null;
+    this.newOpen.set(true);
+  }
+
+  protected closeNew(created: string | null): void {
+    this.newOpen.set(false);
+    if (created) this.nav.go(conversationPath(created));
+    else this.focusBeforeSwitcher?.focus();
+    this.focusBeforeSwitcher = null;
   }
 
   protected reconnect(): void {

@@ -19,12 +19,12 @@ import { MESSAGE_MAX, messageLength } from '../core/validation';
   selector: 'app-composer',
   template: `
     <form class="composer" (submit)="submit($event)">
-      <label [for]="'composer-' + peer()" class="sr-only">Message {{ peer() }}</label>
+      <label [for]="'composer-' + key()" class="sr-only">Message {{ label() }}</label>
       <textarea
         #box
-        [id]="'composer-' + peer()"
+        [id]="'composer-' + key()"
         rows="1"
-        [placeholder]="'Message ' + peer()"
+        [placeholder]="'Message ' + label()"
         enterkeyhint="send"
         [value]="text()"
         (input)="onInput(box.value)"
@@ -108,7 +108,9 @@ import { MESSAGE_MAX, messageLength } from '../core/validation';
   changeDetection: ChangeDetectionStrategy.OnPush,
 })
 export class Composer {
-  readonly peer = input.required<string>();
+  /** The conversation's store key (drafts are kept by it) and the name it goes by. */
+  readonly key = input.required<string>();
+  readonly label = input.required<string>();
   readonly send = output<string>();
   readonly typing = output<void>();
   private readonly store = inject(ChatStore);
@@ -125,15 +127,15 @@ export class Composer {
   constructor() {
     // Switching conversations swaps the draft and puts the cursor in the box.
     effect((onCleanup) => {
-      const peer = this.peer();
+      const key = this.key();
       untracked(() => {
-        this.text.set(this.store.draft(peer));
+        this.text.set(this.store.draft(key));
         // On touch screens focusing would pop the keyboard over the conversation; wait for a tap.
         if (!globalThis.matchMedia?.('(pointer: coarse)').matches) {
           queueMicrotask(() => this.box().nativeElement.focus({ preventScroll: true }));
         }
       });
-      onCleanup(() => this.store.setDraft(peer, untracked(this.text)));
+      onCleanup(() => this.store.setDraft(key, untracked(this.text)));
     });
   }
 
@@ -153,7 +155,7 @@ export class Composer {
     if (!this.canSend()) return;
     this.send.emit(this.text());
     this.text.set('');
-    this.store.setDraft(this.peer(), '');
+    this.store.setDraft(this.key(), '');
     this.box().nativeElement.value = '';
     this.box().nativeElement.focus();
   }

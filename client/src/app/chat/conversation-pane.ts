@@ -1,4 +1,5 @@
-//! One conversation: header with presence, the message log (paging, jump to latest), typing and composer.
+//! One conversation: header (presence, or a room's topic and members), the timeline (paging, jump
+//! to latest, receipts), typing, the composer or why there is none, and the details panel.
 import {
   ChangeDetectionStrategy,
   Component,
@@ -12,10 +13,14 @@ import {
   untracked,
   viewChild,
 } from '@angular/core';
-import { ChatStore } from '../core/chat-store';
-import { NavLink } from '../core/nav';
+import { ApiError } from '../api/api';
+import { ChatStore, seenBy } from '../core/chat-store';
+import { joinNames } from '../core/events';
+import { Nav, NavLink } from '../core/nav';
+import { permissions } from '../core/permissions';
 import { Avatar } from '../ui/avatar';
 import { Composer } from './composer';
+import { MembersPanel } from './members-panel';
 import { buildTimeline } from './timeline';
 
 /** Within this many pixels of the bottom counts as "at the newest message". */
@@ -25,7 +30,8 @@ const TOP_PREFETCH_PX = 160;
 
 @Component({
   selector: 'app-conversation-pane',
-  imports: [NavLink, Avatar, Composer],
+  host: { '(keydown.escape)': 'onEscape($event)' },
+  imports: [NavLink, Avatar, Composer, MembersPanel],
   templateUrl: './conversation-pane.html',
   styleUrl: './conversation-pane.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -33,12 +39,29 @@ const TOP_PREFETCH_PX = 160;
 export class ConversationPane {
   protected readonly store = inject(ChatStore);
 
-  readonly peer = input.required<string>();
+  /** The store key: the other person's name for a direct conversation, `#<id>` otherwise. */
+  readonly key = input.required<string>();
 
+  private readonly nav = inject(Nav);
   private readonly log = viewChild<ElementRef<HTMLElement>>('log');
+  private readonly detailsToggle = viewChild<ElementRef<HTMLButtonElement>>('detailsToggle');
 
-  protected readonly peerName = computed(() => this.peer().toLowerCase());
-  protected readonly conversation = computed(() => this.store.conversation(this.peerName()));
+  protected readonly conversation = computed(() => this.store.conversation(this.key()));
+  protected readonly direct = computed(() => (this.conversation()?.kind ?? 'direct') === 'direct');
+  protected readonly title = computed(() => {
+    const c = this.conversation();
+    if (!c) return this.key();
+    return c.detailsLoaded ? this.store.title(c) : 'Loading…';
+  });
+  protected readonly can = computed(() => {
+    const c = this.conversation();
+    return c ? permissions(c) : null;
+  });
+  /** Whether the timeline is mine to read: a member, or anyone for a public room. */
+  protected readonly readable = computed(() => {
+    const c = this.conversation();
+    return !!c && !c.notFound && c.standing !== 'removed' && c.standing !== 'deleted';
+  });
   protected readonly messages = computed(() => {
     const c = this.conversation();
     return c ? [...c.messages, ...c.outbox] : [];
@@ -46,35 +69,62 @@ export class ConversationPane {
   protected readonly rows = computed(() =>
     buildTimeline(this.messages(), this.store.me() ?? '', {
       unreadFromId: this.conversation()?.unreadFrom,
+      showSenders: !this.direct(),
     }),
   );
   /** My newest confirmed message, which carries the "Seen" / "Sent" receipt. */
   protected readonly receiptFor = computed(() => {
     const me = this.store.me();
-    const mine = this.conversation()?.messages.filter((m) => m.from === me) ?? [];
+    const mine =
+      this.conversation()?.messages.filter((m) => m.from === me && m.kind === 'text') ?? [];
     return mine.at(-1)?.id ?? null;
   });
+  /** The receipt's words: "Seen" in a direct conversation, "Seen by N" in a group, none in a room. */
+  protected readonly receipt = computed(() => {
+    const c = this.conversation();
+    const id = this.receiptFor();
+    if (!c || id === null || c.kind === 'room') return null;
+    if (c.kind === 'direct') return { text: c.peerReadUpTo >= id ? 'Seen' : 'Sent', names: '' };
+    const readers = seenBy(c, id, this.store.me() ?? '');
+    return readers.length > 0
+      ? { text: `Seen by ${readers.length}`, names: `Seen by ${joinNames(readers)}` }
+      : { text: 'Sent', names: '' };
+  });
+  protected readonly typingText = computed(() => {
+    const c = this.conversation();
+    const names = c?.typing ?? [];
+    if (names.length === 0) return '';
+    if (c?.kind === 'direct') return `${c.peer} is typing…`;
+    return names.length > 3
+      ? 'Several people are typing…'
+      : `${joinNames(names)} ${names.length === 1 ? 'is' : 'are'} typing…`;
+  });
+  protected readonly panelOpen = signal(false);
+  protected readonly actionError = signal<string | null>(null);
+  protected readonly busy = signal(false);
   protected readonly atBottom = signal(true);
   protected readonly unseen = signal(0);
 
   private stickToBottom = true;
   private anchor: { key: string; offset: number } | null = null;
   private lastKey: string | null = null;
-  private openedPeer: string | null = null;
+  private openedKey: string | null = null;
 
   constructor() {
     effect((onCleanup) => {
-      const peer = this.peerName();
+      const key = this.key();
       untracked(() => {
-        this.store.open(peer);
+        this.store.open(key);
         this.stickToBottom = true;
         this.atBottom.set(true);
         this.unseen.set(0);
         this.lastKey = null;
         this.anchor = null;
-        this.openedPeer = peer;
+        this.openedKey = key;
+        this.panelOpen.set(false);
+        this.actionError.set(null);
       });
-      onCleanup(() => this.store.close(peer));
+      onCleanup(() => this.store.close(key));
     });
 
     // The log got shorter or taller (a phone's keyboard, a rotation, a resized window): whoever
@@ -135,15 +185,60 @@ export class ConversationPane {
 
   protected send(text: string): void {
     this.stickToBottom = true;
-    this.store.send(this.peerName(), text);
+    this.store.send(this.key(), text);
   }
 
   protected retry(clientId: string | null): void {
-    if (clientId) this.store.retry(this.peerName(), clientId);
+    if (clientId) this.store.retry(this.key(), clientId);
   }
 
   protected typing(): void {
-    this.store.typing(this.peerName());
+    this.store.typing(this.key());
+  }
+
+  protected togglePanel(): void {
+    this.panelOpen.update((open) => !open);
+  }
+
+  protected closePanel(): void {
+    this.panelOpen.set(false);
+    this.detailsToggle()?.nativeElement.focus();
+  }
+
+  /** Esc closes the details panel before it closes the conversation. */
+  protected onEscape(event: Event): void {
+    if (!this.panelOpen() || event.defaultPrevented) return;
+    event.preventDefault();
+    this.closePanel();
+  }
+
+  /** A conversation I left or was taken out of has nothing more to show: back to the list. */
+  protected gone(): void {
+    this.panelOpen.set(false);
+    const c = this.conversation();
+    if (c && c.standing !== 'left') this.nav.go('/');
+  }
+
+  protected async join(): Promise<void> {
+    const c = this.conversation();
+    if (!c?.id) return;
+    await this.act(() => this.store.join(c.id!));
+  }
+
+  protected async unarchive(): Promise<void> {
+    await this.act(() => this.store.updateConversation(this.key(), { archived: false }));
+  }
+
+  private async act(action: () => Promise<unknown>): Promise<void> {
+    this.busy.set(true);
+    this.actionError.set(null);
+    try {
+      await action();
+    } catch (e) {
+      this.actionError.set(e instanceof ApiError ? e.message : 'That did not work. Try again.');
+    } finally {
+      this.busy.set(false);
+    }
   }
 
   private scrollToBottom(el: HTMLElement, smooth = false): void {
@@ -156,7 +251,7 @@ export class ConversationPane {
     }
     this.unseen.set(0);
     this.atBottom.set(true);
-    this.store.setViewport(this.peerName(), true);
+    this.store.setViewport(this.key(), true);
   }
 
   private report(el: HTMLElement): void {
@@ -164,7 +259,7 @@ export class ConversationPane {
     this.stickToBottom = atBottom;
     this.atBottom.set(atBottom);
     if (atBottom) this.unseen.set(0);
-    if (this.openedPeer) this.store.setViewport(this.openedPeer, atBottom);
+    if (this.openedKey) this.store.setViewport(this.openedKey, atBottom);
   }
 
   private async loadOlder(): Promise<void> {
@@ -178,7 +273,7 @@ export class ConversationPane {
       : null;
     const wasAtBottom = this.stickToBottom;
     this.anchor = wasAtBottom ? null : anchor;
-    const added = await this.store.loadOlder(c.peer);
+    const added = await this.store.loadOlder(c.key);
     if (!added) this.anchor = null;
   }
 }

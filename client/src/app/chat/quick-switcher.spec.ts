@@ -1,6 +1,6 @@
 import { TestBed } from '@angular/core/testing';
 import { Api } from '../api/api';
-import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
+import { FakeApi, FakeSocket, directSummary, message, settle } from '../../testing/fakes';
 import { ChatStore } from '../core/chat-store';
 import { Nav } from '../core/nav';
 import { SOCKET_FACTORY } from '../core/realtime';
@@ -25,20 +25,10 @@ describe('the chat shell’s keyboard shortcuts', () => {
     history.replaceState(null, '', '/');
     FakeSocket.created = [];
     api = new FakeApi();
-    api.chatsResult = [
+    api.conversationsResult = [
       // Most recent first: bob, then carol.
-      {
-        username: 'bob',
-        online: true,
-        unread: 0,
-        last_message: message('bob', 'alice', 'hi', { id: 20 }),
-      },
-      {
-        username: 'carol',
-        online: false,
-        unread: 0,
-        last_message: message('carol', 'alice', 'yo', { id: 10 }),
-      },
+      directSummary('bob', { online: true, last: message('bob', 'alice', 'hi', { id: 20 }) }),
+      directSummary('carol', { last: message('carol', 'alice', 'yo', { id: 10 }) }),
     ];
     TestBed.configureTestingModule({
       imports: [ChatShell],
@@ -57,7 +47,7 @@ describe('the chat shell’s keyboard shortcuts', () => {
 
   async function render(peer: string | null) {
     const fixture = TestBed.createComponent(ChatShell);
-    fixture.componentRef.setInput('peer', peer);
+    fixture.componentRef.setInput('conversation', peer);
     document.body.appendChild(fixture.nativeElement);
     await fixture.whenStable();
     await settle();
@@ -102,7 +92,7 @@ describe('the chat shell’s keyboard shortcuts', () => {
     expect(options()).toEqual([['carol', 'true']]);
     await press('Enter');
     expect(el.querySelector('[role="dialog"]')).toBeNull();
-    expect(nav.screen()).toEqual({ name: 'chat', peer: 'carol' });
+    expect(nav.screen()).toEqual({ name: 'chat', key: 'carol' });
   });
 
   it('Esc closes the switcher and gives focus back, then closes the open conversation', async () => {
@@ -117,7 +107,7 @@ describe('the chat shell’s keyboard shortcuts', () => {
     expect(document.activeElement).toBe(composer);
 
     await press('Escape');
-    expect(nav.screen()).toEqual({ name: 'chat', peer: null });
+    expect(nav.screen()).toEqual({ name: 'chat', key: null });
     expect(document.activeElement).toBe(search);
   });
 
@@ -131,6 +121,6 @@ describe('the chat shell’s keyboard shortcuts', () => {
     await fixture.whenStable();
     await press('Escape');
     expect(search.value).toBe('');
-    expect(nav.screen()).toEqual({ name: 'chat', peer: 'bob' });
+    expect(nav.screen()).toEqual({ name: 'chat', key: 'bob' });
   });
 });

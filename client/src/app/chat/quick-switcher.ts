@@ -1,4 +1,5 @@
-//! Ctrl/Cmd+K: a filterable list of my conversations; arrows move, Enter opens, Esc closes.
+//! Ctrl/Cmd+K: a filterable list of my conversations of every kind; arrows move, Enter opens, Esc
+//! closes.
 import {
   ChangeDetectionStrategy,
   Component,
@@ -10,16 +11,26 @@ import {
   signal,
   viewChild,
 } from '@angular/core';
-import { ChatStore } from '../core/chat-store';
+import { ChatStore, type Conversation } from '../core/chat-store';
 import { Avatar } from '../ui/avatar';
 
 /** Names containing the query, those starting with it first; all of them for an empty query. */
 export function matchPeers(peers: readonly string[], query: string): string[] {
   const q = query.trim().toLowerCase();
   if (!q) return [...peers];
-  const starts = peers.filter((p) => p.startsWith(q));
-  const contains = peers.filter((p) => !p.startsWith(q) && p.includes(q));
+  const starts = peers.filter((p) => p.toLowerCase().startsWith(q));
+  const contains = peers.filter(
+    (p) => !p.toLowerCase().startsWith(q) && p.toLowerCase().includes(q),
+  );
   return [...starts, ...contains];
+}
+
+interface Option {
+  key: string;
+  title: string;
+  kind: Conversation['kind'];
+  /** Presence for a direct conversation; null for the others. */
+  online: boolean | null;
 }
 
 @Component({
@@ -54,20 +65,28 @@ export function matchPeers(peers: readonly string[], query: string): string[] {
         data-testid="switcher-input"
       />
       <ul id="switcher-list" role="listbox" aria-label="Conversations">
-        @for (peer of matches(); track peer; let i = $index) {
+        @for (option of matches(); track option.key; let i = $index) {
           <li
             role="option"
             [id]="'switcher-' + i"
             [attr.aria-selected]="i === selected()"
-            (click)="chosen.emit(peer)"
+            (click)="chosen.emit(option.key)"
             (mousemove)="selected.set(i)"
             data-testid="switcher-option"
           >
-            <app-avatar [name]="peer" [presence]="store.isOnline(peer)" class="avatar-option" />
-            <span class="name">{{ peer }}</span>
-            <span class="presence" [class.on]="store.isOnline(peer)">{{
-              store.isOnline(peer) ? 'Online' : 'Offline'
-            }}</span>
+            @if (option.online === null) {
+              <app-avatar [name]="option.title" [shape]="option.kind" class="avatar-option" />
+            } @else {
+              <app-avatar [name]="option.title" [presence]="option.online" class="avatar-option" />
+            }
+            <span class="name">{{ option.title }}</span>
+            @if (option.online !== null) {
+              <span class="presence" [class.on]="option.online">{{
+                option.online ? 'Online' : 'Offline'
+              }}</span>
+            } @else {
+              <span class="presence">{{ option.kind === 'room' ? 'Room' : 'Group' }}</span>
+            }
           </li>
         }
       </ul>
@@ -165,12 +184,19 @@ export class QuickSwitcher {
 
   protected readonly query = signal('');
   protected readonly selected = signal(0);
-  protected readonly matches = computed(() =>
-    matchPeers(
-      this.store.conversations().map((c) => c.peer),
-      this.query(),
-    ),
+  private readonly options = computed<Option[]>(() =>
+    this.store.conversations().map((c) => ({
+      key: c.key,
+      title: this.store.title(c),
+      kind: c.kind,
+      online: c.kind === 'direct' && c.peer ? this.store.isOnline(c.peer) : null,
+    })),
   );
+  protected readonly matches = computed(() => {
+    const byTitle = new Map<string, Option[]>();
+    for (const o of this.options()) byTitle.set(o.title, [...(byTitle.get(o.title) ?? []), o]);
+    return matchPeers([...byTitle.keys()], this.query()).flatMap((t) => byTitle.get(t)!);
+  });
   private readonly box = viewChild.required<ElementRef<HTMLInputElement>>('box');
 
   constructor() {
@@ -193,8 +219,8 @@ export class QuickSwitcher {
         break;
       case 'Enter': {
         event.preventDefault();
-        const peer = this.matches()[this.selected()];
-        if (peer) this.chosen.emit(peer);
+        const option = this.matches()[this.selected()];
+        if (option) this.chosen.emit(option.key);
         break;
       }
       case 'Escape':

@@ -1,4 +1,5 @@
-//! The sidebar: who I am, the conversation list, and people search for new conversations.
+//! The sidebar: who I am, rooms and groups, direct messages, people search, and the ways to start a
+//! conversation or browse public rooms.
 import {
   ChangeDetectionStrategy,
   Component,
@@ -7,33 +8,47 @@ import {
   afterNextRender,
   computed,
   inject,
+  input,
   output,
   signal,
   viewChild,
 } from '@angular/core';
+import { NgTemplateOutlet } from '@angular/common';
 import { ApiError, type UserSummary } from '../api/api';
 import { Attention } from '../core/attention';
 import { ChatStore, lastMessage, type Conversation } from '../core/chat-store';
-import { Nav, NavLink } from '../core/nav';
+import { describeEvent, joinNames } from '../core/events';
+import { Nav, NavLink, conversationPath } from '../core/nav';
 import { listTime } from '../core/time';
 import { Avatar } from '../ui/avatar';
 
 interface Row {
-  peer: string;
+  key: string;
+  path: string;
+  kind: Conversation['kind'];
+  title: string;
+  /** The other person of a direct conversation. */
+  peer: string | null;
   online: boolean;
+  memberCount: number;
   unread: number;
   preview: string;
-  fromMe: boolean;
+  /** "You" or the sender's name before the preview; null for an event line or a direct one. */
+  previewFrom: string | null;
   time: string;
   iso: string;
-  typing: boolean;
+  typing: string | null;
+  /** A public room I left (this session): still listed, to join again. */
+  left: boolean;
+  archived: boolean;
+  private: boolean;
 }
 
 const SEARCH_DEBOUNCE_MS = 200;
 
 @Component({
   selector: 'app-sidebar',
-  imports: [NavLink, Avatar],
+  imports: [NavLink, Avatar, NgTemplateOutlet],
   templateUrl: './sidebar.html',
   styleUrl: './sidebar.css',
   changeDetection: ChangeDetectionStrategy.OnPush,
@@ -43,6 +58,9 @@ export class Sidebar {
   protected readonly attention = inject(Attention);
   private readonly nav = inject(Nav);
   readonly signOut = output<void>();
+  readonly newConversation = output<void>();
+  /** Whether the room directory is on screen (its link shows as current). */
+  readonly directoryOpen = input(false);
 
   protected readonly query = signal('');
   protected readonly results = signal<UserSummary[] | null>(null);
@@ -57,26 +75,46 @@ export class Sidebar {
 
   protected readonly rows = computed<Row[]>(() => {
     const now = new Date(this.clock());
-    const me = this.store.me();
+    const me = this.store.me() ?? '';
     const active = this.store.active();
     return this.store.conversations().map((c: Conversation) => {
       const last = lastMessage(c);
+      const direct = c.kind === 'direct';
+      const event = last?.kind === 'event' ? last.event : undefined;
+      const typing = c.typing.filter((name) => name !== me);
       return {
+        key: c.key,
+        path: conversationPath(c.key),
+        kind: c.kind,
+        title: this.store.title(c),
         peer: c.peer,
-        online: c.online,
+        online: direct && !!c.peer && this.store.isOnline(c.peer),
+        memberCount: c.memberCount,
         unread: c.unread,
-        preview: last?.body ?? 'No messages yet',
-        fromMe: last?.from === me,
-        time: last ? listTime(last.createdAt, now) : '',
+        preview: event ? describeEvent(event, me) : (last?.body ?? 'No messages yet'),
+        previewFrom: !last || event ? null : last.from === me ? 'You' : direct ? null : last.from,
+        time: last?.createdAt ? listTime(last.createdAt, now) : '',
         iso: last?.createdAt ?? '',
         // The open conversation shows typing above its composer; once is enough.
-        typing: c.typing && c.peer !== active,
+        typing:
+          typing.length === 0 || c.key === active
+            ? null
+            : direct
+              ? 'typing…'
+              : `${joinNames(typing)} ${typing.length === 1 ? 'is' : 'are'} typing…`,
+        left: c.standing === 'left',
+        archived: c.archived,
+        private: c.visibility === 'private',
       };
     });
   });
-  protected readonly onlineCount = computed(() => this.rows().filter((r) => r.online).length);
-  protected readonly shownRows = computed(() =>
-    this.onlineOnly() ? this.rows().filter((r) => r.online) : this.rows(),
+  protected readonly directRows = computed(() => this.rows().filter((r) => r.kind === 'direct'));
+  protected readonly roomRows = computed(() => this.rows().filter((r) => r.kind !== 'direct'));
+  protected readonly onlineCount = computed(() => this.directRows().filter((r) => r.online).length);
+  /** The online filter is about people: rooms and groups step aside while it is on. */
+  protected readonly shownRooms = computed(() => (this.onlineOnly() ? [] : this.roomRows()));
+  protected readonly shownDirect = computed(() =>
+    this.onlineOnly() ? this.directRows().filter((r) => r.online) : this.directRows(),
   );
 
   constructor() {
@@ -159,5 +197,9 @@ export class Sidebar {
 
   protected unreadLabel(n: number): string {
     return n === 1 ? '1 unread message' : `${n} unread messages`;
+  }
+
+  protected membersLabel(n: number): string {
+    return n === 1 ? '1 member' : `${n} members`;
   }
 }

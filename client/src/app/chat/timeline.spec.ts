@@ -5,6 +5,8 @@ function msg(id: number, from: string, at: string): ChatMessage {
   return {
     key: `m:${id}`,
     id,
+    conversationId: 1,
+    kind: 'text',
     from,
     to: from === 'me' ? 'bob' : 'me',
     body: `#${id}`,
@@ -56,6 +58,42 @@ describe('buildTimeline', () => {
     expect(keys.indexOf('unread-marker')).toBe(keys.indexOf('m:3') - 1);
     const third = rows.find((r) => r.key === 'm:3');
     expect(third?.kind === 'message' && third.first).toBe(true);
+  });
+
+  it('puts events on lines of their own that end a run, and names the sender where many talk', () => {
+    const at = (minute: number) => new Date(2026, 10, 24, 9, minute).toISOString();
+    const joined: ChatMessage = {
+      ...msg(3, 'carol', at(2)),
+      kind: 'event',
+      event: {
+        type: 'member_added',
+        by: 'carol',
+        members: [{ username: 'carol', role: 'member' }],
+      },
+    };
+    const rows = buildTimeline(
+      [
+        msg(1, 'bob', at(0)),
+        msg(2, 'bob', at(1)),
+        joined,
+        msg(4, 'bob', at(3)),
+        msg(5, 'me', at(4)),
+      ],
+      'me',
+      { now, showSenders: true },
+    );
+    expect(
+      rows.map((r) =>
+        r.kind === 'message'
+          ? `${r.key}${r.showSender ? '@' : ''}${r.first ? '<' : ''}${r.last ? '>' : ''}`
+          : r.kind === 'event'
+            ? r.text
+            : r.kind,
+      ),
+    ).toEqual(['day', 'm:1@<', 'm:2>', 'carol joined', 'm:4@<>', 'm:5<>']);
+    // A direct conversation has two people: no names over the bubbles.
+    const direct = buildTimeline([msg(1, 'bob', at(0))], 'me', { now });
+    expect(direct.some((r) => r.kind === 'message' && r.showSender)).toBe(false);
   });
 
   it('returns nothing for an empty conversation', () => {

@@ -1,5 +1,7 @@
-//! Turns a conversation's messages into view rows: day separators, sender groups, read marker.
+//! Turns a conversation's entries into view rows: day separators, sender runs, event lines, the
+//! read marker.
 import type { ChatMessage } from '../core/chat-store';
+import { describeEvent } from '../core/events';
 import { clockTime, dayKey, dayLabel, fullDateTime } from '../core/time';
 
 /** Messages from one sender closer together than this share a group. */
@@ -9,6 +11,14 @@ export type TimelineRow =
   | { kind: 'day'; key: string; label: string }
   | { kind: 'unread'; key: string }
   | {
+      kind: 'event';
+      key: string;
+      message: ChatMessage;
+      text: string;
+      time: string;
+      fullTime: string;
+    }
+  | {
       kind: 'message';
       key: string;
       message: ChatMessage;
@@ -16,6 +26,8 @@ export type TimelineRow =
       /** First and last of a run from one sender: drive bubble shape, name and time. */
       first: boolean;
       last: boolean;
+      /** Name and avatar above the run, where more than two people talk. */
+      showSender: boolean;
       time: string;
       fullTime: string;
     };
@@ -23,7 +35,7 @@ export type TimelineRow =
 export function buildTimeline(
   messages: readonly ChatMessage[],
   me: string,
-  options: { unreadFromId?: number | null; now?: Date } = {},
+  options: { unreadFromId?: number | null; now?: Date; showSenders?: boolean } = {},
 ): TimelineRow[] {
   const rows: TimelineRow[] = [];
   const now = options.now ?? new Date();
@@ -36,6 +48,22 @@ export function buildTimeline(
     const newDay = !previous || dayKey(previous.createdAt) !== day;
     if (newDay)
       rows.push({ kind: 'day', key: `day:${day}`, label: dayLabel(message.createdAt, now) });
+
+    if (message.kind === 'event' && message.event) {
+      // A line across the timeline: it ends the run before it.
+      if (previousRow) previousRow.last = true;
+      rows.push({
+        kind: 'event',
+        key: message.key,
+        message,
+        text: describeEvent(message.event, me),
+        time: clockTime(message.createdAt),
+        fullTime: fullDateTime(message.createdAt),
+      });
+      previous = message;
+      previousRow = null;
+      continue;
+    }
 
     const marker =
       !markerPlaced &&
@@ -50,19 +78,22 @@ export function buildTimeline(
 
     const sameGroup =
       !!previous &&
+      !!previousRow &&
       !newDay &&
       !marker &&
       previous.from === message.from &&
       Date.parse(message.createdAt) - Date.parse(previous.createdAt) < GROUP_GAP_MS;
     if (!sameGroup && previousRow) previousRow.last = true;
 
+    const mine = message.from === me;
     const row: Extract<TimelineRow, { kind: 'message' }> = {
       kind: 'message',
       key: message.key,
       message,
-      mine: message.from === me,
+      mine,
       first: !sameGroup,
       last: false,
+      showSender: !!options.showSenders && !sameGroup && !mine,
       time: clockTime(message.createdAt),
       fullTime: fullDateTime(message.createdAt),
     };

@@ -2,7 +2,7 @@
 import { Injectable, computed, effect, inject, signal } from '@angular/core';
 import { Title } from '@angular/platform-browser';
 import { ChatStore, type ChatMessage } from './chat-store';
-import { Nav } from './nav';
+import { Nav, conversationPath } from './nav';
 
 export const APP_TITLE = 'chatd';
 
@@ -28,7 +28,7 @@ export class Attention {
 
   constructor() {
     effect(() => this.title.setTitle(titleFor(this.store.totalUnread())));
-    this.store.onIncoming((m) => this.notify(m));
+    this.store.onIncoming((m, key) => this.notify(m, key));
   }
 
   /** Must be called from a user gesture: browsers ignore (or penalise) prompts on load. */
@@ -41,13 +41,18 @@ export class Attention {
     }
   }
 
-  private notify(message: ChatMessage): void {
+  private notify(message: ChatMessage, key: string): void {
     if (this.permission() !== 'granted' || document.visibilityState !== 'hidden') return;
-    const body = message.body.length > 140 ? `${message.body.slice(0, 139)}…` : message.body;
-    const notification = new Notification(message.from, { body, tag: `chatd:${message.from}` });
+    const text = message.body.length > 140 ? `${message.body.slice(0, 139)}…` : message.body;
+    const c = this.store.conversation(key);
+    // In a group or room the title names the conversation and the text who wrote.
+    const group = c && c.kind !== 'direct';
+    const title = group ? this.store.title(c) : message.from;
+    const body = group ? `${message.from}: ${text}` : text;
+    const notification = new Notification(title, { body, tag: `chatd:${key}` });
     notification.onclick = () => {
       globalThis.focus();
-      this.nav.go(`/c/${message.from}`);
+      this.nav.go(conversationPath(key));
       notification.close();
     };
   }

@@ -1,6 +1,6 @@
 import { TestBed } from '@angular/core/testing';
 import { Api, ApiError } from '../api/api';
-import { FakeApi, FakeSocket, message, settle } from '../../testing/fakes';
+import { FakeApi, FakeSocket, directSummary, message, pairId, settle } from '../../testing/fakes';
 import { ChatStore, countFrom, mergeById, unreadStart, type ChatMessage } from './chat-store';
 import { SOCKET_FACTORY } from './realtime';
 import { Session } from './session';
@@ -45,36 +45,27 @@ describe('ChatStore', () => {
   }
 
   it('lists conversations from the server, most recent first, with presence and unread', async () => {
-    api.chatsResult = [
-      {
-        username: 'carol',
-        online: false,
-        unread: 0,
-        last_message: message('alice', 'carol', 'old', { id: 3 }),
-      },
-      {
-        username: 'bob',
+    api.conversationsResult = [
+      directSummary('carol', { last: message('alice', 'carol', 'old', { id: 3 }) }),
+      directSummary('bob', {
         online: true,
         unread: 2,
-        last_message: message('bob', 'alice', 'new', { id: 9 }),
-      },
+        last: message('bob', 'alice', 'new', { id: 9 }),
+      }),
     ];
     await startConnected(9);
-    expect(store.conversations().map((c) => [c.peer, c.online, c.unread])).toEqual([
-      ['bob', true, 2],
-      ['carol', false, 0],
+    expect(
+      store.conversations().map((c) => [c.key, store.isOnline(c.peer!), c.unread, c.id]),
+    ).toEqual([
+      ['bob', true, 2, pairId('alice', 'bob')],
+      ['carol', false, 0, pairId('alice', 'carol')],
     ]);
     expect(store.totalUnread()).toBe(2);
   });
 
   it('syncs from the newest id it knows after every (re)connect, with no duplicates', async () => {
-    api.chatsResult = [
-      {
-        username: 'bob',
-        online: true,
-        unread: 0,
-        last_message: message('bob', 'alice', 'hi', { id: 41 }),
-      },
+    api.conversationsResult = [
+      directSummary('bob', { online: true, last: message('bob', 'alice', 'hi', { id: 41 }) }),
     ];
     const first = await startConnected(41);
     expect(first.sentOfType('sync')).toEqual([{ type: 'sync', after: 41 }]);
@@ -201,7 +192,7 @@ describe('ChatStore', () => {
   it('sends over REST while the socket is down and resends unacked messages after reconnecting', async () => {
     await store.start();
     api.sendImpl = (peer, body, clientId) =>
-      Promise.resolve(message('alice', peer, body, { id: 12, client_id: clientId }));
+      Promise.resolve(message('alice', String(peer), body, { id: 12, client_id: clientId }));
     store.send('bob', 'via rest');
     await settle();
     expect(api.sends).toHaveLength(1);
@@ -250,48 +241,48 @@ describe('ChatStore', () => {
   });
 
   it('tracks presence, typing and read receipts from frames', async () => {
-    api.chatsResult = [
-      {
-        username: 'bob',
-        online: false,
-        unread: 0,
-        last_message: message('alice', 'bob', 'x', { id: 2 }),
-      },
+    const bobId = pairId('alice', 'bob');
+    api.conversationsResult = [
+      directSummary('bob', { last: message('alice', 'bob', 'x', { id: 2 }) }),
     ];
     const socket = await startConnected(2);
     socket.receive({ type: 'online_users', users: ['bob'] });
-    expect(store.conversation('bob')!.online).toBe(true);
+    expect(store.isOnline('bob')).toBe(true);
     socket.receive({ type: 'presence', username: 'bob', online: false });
-    expect(store.conversation('bob')!.online).toBe(false);
     expect(store.isOnline('bob')).toBe(false);
 
-    socket.receive({ type: 'typing', from: 'bob' });
-    expect(store.conversation('bob')!.typing).toBe(true);
+    socket.receive({ type: 'typing', conversation_id: bobId, from: 'bob' });
+    expect(store.conversation('bob')!.typing).toEqual(['bob']);
     vi.advanceTimersByTime(6_000);
-    expect(store.conversation('bob')!.typing).toBe(false);
+    expect(store.conversation('bob')!.typing).toEqual([]);
 
-    socket.receive({ type: 'read', peer: 'bob', up_to: 2 });
+    socket.receive({ type: 'read', conversation_id: bobId, peer: 'bob', up_to: 2 });
     expect(store.conversation('bob')!.peerReadUpTo).toBe(2);
   });
 
   describe('read markers', () => {
-    const bobSaid = (id: number, unread: number) => ({
-      username: 'bob',
-      online: true,
-      unread,
-      last_message: message('bob', 'alice', `m${id}`, { id }),
-    });
+    const bobId = pairId('alice', 'bob');
+    const bobSaid = (
+      id: number,
+      unread: number,
+      marks: { readUpTo?: number; peerReadUpTo?: number } = {},
+    ) =>
+      directSummary('bob', {
+        online: true,
+        unread,
+        last: message('bob', 'alice', `m${id}`, { id }),
+        ...marks,
+      });
 
     it('restores "seen" and my read position from the server after a reload', async () => {
-      api.chatsResult = [
-        {
-          username: 'bob',
+      api.conversationsResult = [
+        directSummary('bob', {
           online: true,
-          unread: 0,
-          last_message: message('alice', 'bob', 'did you get it?', { id: 7 }),
-        },
+          last: message('alice', 'bob', 'did you get it?', { id: 7 }),
+          readUpTo: 6,
+          peerReadUpTo: 7,
+        }),
       ];
-      api.markersResult = [{ username: 'bob', read_up_to: 6, peer_read_up_to: 7 }];
       const socket = await startConnected(7);
       expect(store.conversation('bob')).toMatchObject({ readUpTo: 6, peerReadUpTo: 7, unread: 0 });
 
@@ -305,32 +296,18 @@ describe('ChatStore', () => {
     });
 
     it('never moves a marker backwards when the list is fetched again', async () => {
-      api.chatsResult = [bobSaid(9, 0)];
-      api.markersResult = [{ username: 'bob', read_up_to: 9, peer_read_up_to: 8 }];
+      api.conversationsResult = [bobSaid(9, 0, { readUpTo: 9, peerReadUpTo: 8 })];
       const socket = await startConnected(9);
-      socket.receive({ type: 'read', peer: 'bob', up_to: 12 });
-      api.markersResult = [{ username: 'bob', read_up_to: 5, peer_read_up_to: 8 }];
+      socket.receive({ type: 'read', conversation_id: bobId, peer: 'bob', up_to: 12 });
+      api.conversationsResult = [bobSaid(9, 0, { readUpTo: 5, peerReadUpTo: 8 })];
       await store.refreshList();
       expect(store.conversation('bob')).toMatchObject({ readUpTo: 9, peerReadUpTo: 12 });
     });
 
-    it('still lists conversations when the markers cannot be loaded', async () => {
-      api.chatsResult = [bobSaid(3, 1)];
-      api.markersResult = new Error('404');
-      await startConnected(3);
-      expect(store.listLoaded()).toBe(true);
-      expect(store.conversation('bob')).toMatchObject({ unread: 1, peerReadUpTo: 0 });
-    });
-
     it('clears the unread count when I read on another device, without telling the server again', async () => {
-      api.chatsResult = [
+      api.conversationsResult = [
         bobSaid(9, 2),
-        {
-          username: 'carol',
-          online: false,
-          unread: 1,
-          last_message: message('carol', 'alice', 'yo', { id: 4 }),
-        },
+        directSummary('carol', { unread: 1, last: message('carol', 'alice', 'yo', { id: 4 }) }),
       ];
       const socket = await startConnected(9);
       socket.receive({
@@ -340,7 +317,7 @@ describe('ChatStore', () => {
       expect(store.conversation('bob')!.unread).toBe(3);
       expect(store.totalUnread()).toBe(4);
 
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 10 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 10 });
       expect(store.conversation('bob')).toMatchObject({
         unread: 0,
         readUpTo: 10,
@@ -366,7 +343,7 @@ describe('ChatStore', () => {
     });
 
     it('counts what is left when the other device read only part of the new messages', async () => {
-      api.chatsResult = [bobSaid(9, 1)];
+      api.conversationsResult = [bobSaid(9, 1)];
       const socket = await startConnected(9);
       for (const id of [10, 11, 12])
         socket.receive({
@@ -374,43 +351,42 @@ describe('ChatStore', () => {
           message: message('bob', 'alice', `m${id}`, { id }),
         });
       expect(store.conversation('bob')!.unread).toBe(4);
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 11 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 11 });
       expect(store.conversation('bob')!.unread).toBe(1);
-      expect(api.chatsCalls).toBe(1);
+      expect(api.conversationsCalls).toBe(1);
     });
 
     it('asks the server for the count when the marker lands among messages it has not loaded', async () => {
-      api.chatsResult = [bobSaid(9, 5)];
+      api.conversationsResult = [bobSaid(9, 5)];
       const socket = await startConnected(9);
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 7 });
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 8 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 7 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 8 });
       expect(store.conversation('bob')!.unread).toBe(5);
-      api.chatsResult = [bobSaid(9, 1)];
+      api.conversationsResult = [bobSaid(9, 1, { readUpTo: 8 })];
       vi.advanceTimersByTime(1_000);
       await settle();
-      expect(api.chatsCalls).toBe(2);
+      expect(api.conversationsCalls).toBe(2);
       expect(store.conversation('bob')!.unread).toBe(1);
     });
 
     it('counts exactly from loaded history when a marker lands inside it', async () => {
-      api.chatsResult = [bobSaid(9, 3)];
+      api.conversationsResult = [bobSaid(9, 3)];
       api.pages.set('bob:', {
         messages: [7, 8, 9].map((id) => message('bob', 'alice', `m${id}`, { id })),
         has_more: false,
       });
       const socket = await startConnected(9);
       await store.loadLatest('bob');
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 8 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 8 });
       expect(store.conversation('bob')!.unread).toBe(1);
-      expect(api.chatsCalls).toBe(1);
+      expect(api.conversationsCalls).toBe(1);
     });
 
     it('ignores markers that are not ahead of what it knows', async () => {
-      api.chatsResult = [bobSaid(9, 2)];
-      api.markersResult = [{ username: 'bob', read_up_to: 7, peer_read_up_to: 0 }];
+      api.conversationsResult = [bobSaid(9, 2, { readUpTo: 7 })];
       const socket = await startConnected(9);
-      socket.receive({ type: 'read_marker', peer: 'bob', up_to: 6 });
-      socket.receive({ type: 'read_marker', peer: 'nobody', up_to: 6 });
+      socket.receive({ type: 'read_marker', conversation_id: bobId, peer: 'bob', up_to: 6 });
+      socket.receive({ type: 'read_marker', conversation_id: 77, peer: 'nobody', up_to: 6 });
       expect(store.conversation('bob')).toMatchObject({ unread: 2, readUpTo: 7 });
       expect(store.conversation('nobody')).toBeUndefined();
     });
@@ -418,24 +394,22 @@ describe('ChatStore', () => {
 
   describe('unread counts across a reconnect', () => {
     async function missThree(listFirst: boolean): Promise<number> {
-      api.chatsResult = [
-        {
-          username: 'bob',
+      api.conversationsResult = [
+        directSummary('bob', {
           online: true,
           unread: 1,
-          last_message: message('bob', 'alice', 'm10', { id: 10 }),
-        },
+          last: message('bob', 'alice', 'm10', { id: 10 }),
+        }),
       ];
       const first = await startConnected(10);
       first.drop();
       // While away: 11, 12 and 13 arrive at the server.
-      api.chatsResult = [
-        {
-          username: 'bob',
+      api.conversationsResult = [
+        directSummary('bob', {
           online: true,
           unread: 4,
-          last_message: message('bob', 'alice', 'm13', { id: 13 }),
-        },
+          last: message('bob', 'alice', 'm13', { id: 13 }),
+        }),
       ];
       vi.advanceTimersByTime(1000);
       const second = FakeSocket.latest();
@@ -522,6 +496,8 @@ describe('message list helpers', () => {
   const m = (id: number, from = 'bob'): ChatMessage => ({
     key: `m:${id}`,
     id,
+    conversationId: 1,
+    kind: 'text',
     from,
     to: 'alice',
     body: '',
@@ -534,15 +510,21 @@ describe('message list helpers', () => {
     expect(mergeById([m(1), m(3)], [m(2), m(3), m(5)]).map((x) => x.id)).toEqual([1, 2, 3, 5]);
   });
 
-  it('counts a peer’s messages after an id', () => {
-    expect(countFrom([m(1), m(2, 'alice'), m(3), m(4)], 'bob', 1)).toBe(2);
-    expect(countFrom([m(1)], 'bob', 1)).toBe(0);
+  it('counts the messages others wrote after an id, never events', () => {
+    const event: ChatMessage = {
+      ...m(5, 'carol'),
+      kind: 'event',
+      event: { type: 'member_added', by: 'carol', members: [{ username: 'dave', role: 'member' }] },
+    };
+    expect(countFrom([m(1), m(2, 'alice'), m(3), m(4), event], 'alice', 1)).toBe(2);
+    expect(countFrom([m(1)], 'alice', 1)).toBe(0);
+    expect(countFrom([m(1, 'bob'), m(2, 'carol')], 'alice', 0)).toBe(2);
   });
 
   it('finds where the unread run starts', () => {
-    expect(unreadStart([m(1), m(2, 'alice'), m(3), m(4)], 'bob', 2)).toBe(3);
-    expect(unreadStart([m(1)], 'bob', 5)).toBe(1);
-    expect(unreadStart([m(1)], 'bob', 0)).toBeNull();
+    expect(unreadStart([m(1), m(2, 'alice'), m(3), m(4)], 'alice', 2)).toBe(3);
+    expect(unreadStart([m(1)], 'alice', 5)).toBe(1);
+    expect(unreadStart([m(1)], 'alice', 0)).toBeNull();
   });
 });
 

@@ -2,6 +2,53 @@
 import { Injectable, InjectionToken, inject, signal } from '@angular/core';
 import type { Message } from '../api/api';
 
+export type Role = 'owner' | 'admin' | 'member';
+export type ConversationKind = 'direct' | 'group' | 'room';
+export type Visibility = 'public' | 'private';
+
+export interface MemberRole {
+  readonly username: string;
+  readonly role: Role;
+}
+
+/**
+ * A change of a conversation, as events carry it (live frames and history entries alike). `by` is
+ * who made it; null means an administrator on the server's command line.
+ */
+export type ChangeEvent =
+  | {
+      type: 'conversation_created';
+      by: string | null;
+      kind: ConversationKind;
+      name: string | null;
+      topic: string | null;
+      visibility: Visibility | null;
+      members: MemberRole[];
+    }
+  | { type: 'member_added'; by: string | null; members: MemberRole[] }
+  | { type: 'member_removed'; by: string | null; username: string }
+  | {
+      type: 'conversation_updated';
+      by: string | null;
+      name?: string;
+      topic?: string;
+      archived?: boolean;
+    }
+  | { type: 'role_changed'; by: string | null; username: string; role: Role }
+  | { type: 'conversation_removed'; by: string | null };
+
+export const EVENT_TYPES: readonly ChangeEvent['type'][] = [
+  'conversation_created',
+  'member_added',
+  'member_removed',
+  'conversation_updated',
+  'role_changed',
+  'conversation_removed',
+];
+
+/** An event frame: the change, with its stream id (the sync cursor counts it), conversation and time. */
+export type EventFrame = ChangeEvent & { id: number; conversation_id: number; created_at: string };
+
 /** Frames the server sends (see docs/protocol.md). */
 export type ServerFrame =
   | { type: 'ready'; username: string; last_id: number }
@@ -9,22 +56,31 @@ export type ServerFrame =
   | { type: 'presence'; username: string; online: boolean }
   | { type: 'ack'; client_id: string; message: Message }
   | { type: 'receive_message'; message: Message }
-  | { type: 'typing'; from: string }
-  | { type: 'read'; peer: string; up_to: number }
-  /** I read the conversation with `peer` up to `up_to` on another device. */
-  | { type: 'read_marker'; peer: string; up_to: number }
+  | { type: 'typing'; conversation_id: number; from: string }
+  /** `peer` has read the conversation up to `up_to` (a receipt; not sent for rooms). */
+  | { type: 'read'; conversation_id: number; peer: string; up_to: number }
+  /** I read the conversation up to `up_to` on another device; `peer` names a direct one. */
+  | { type: 'read_marker'; conversation_id: number; peer?: string; up_to: number }
   | { type: 'sync_done'; last_id: number }
   | { type: 'error'; code: string; message: string; client_id?: string | null }
-  | { type: 'pong' };
+  | { type: 'pong' }
+  | EventFrame;
 
-/** Frames the client sends. */
+/** Frames the client sends: a direct conversation is named by the peer, any other by its id. */
 export type ClientFrame =
   | { type: 'auth'; token: string }
   | { type: 'send_message'; to: string; body: string; client_id: string }
+  | { type: 'send_message'; conversation_id: number; body: string; client_id: string }
   | { type: 'typing'; to: string }
+  | { type: 'typing'; conversation_id: number }
   | { type: 'read'; peer: string; up_to: number }
+  | { type: 'read'; conversation_id: number; up_to: number }
   | { type: 'sync'; after: number }
   | { type: 'ping' };
+
+export function isEventFrame(frame: ServerFrame): frame is EventFrame {
+  return (EVENT_TYPES as readonly string[]).includes(frame.type);
+}
 
 /**
  * `connecting`: first attempt under way; `open`: authenticated; `reconnecting`: lost, retrying;

@@ -1,4 +1,5 @@
-//! A round initial with a presence dot whose shape (filled vs. ring) carries meaning beyond colour.
+//! A round initial (square for a room) with a presence dot whose shape (filled vs. ring) carries
+//! meaning beyond colour.
 import { ChangeDetectionStrategy, Component, computed, input } from '@angular/core';
 
 const HUES = [212, 262, 330, 14, 36, 150, 186, 290];
@@ -12,7 +13,9 @@ export function hueFor(name: string): number {
 @Component({
   selector: 'app-avatar',
   template: `
-    <span class="circle" [style.--hue]="hue()" aria-hidden="true">{{ initial() }}</span>
+    <span class="circle" [class]="shape()" [style.--hue]="hue()" aria-hidden="true">{{
+      initial()
+    }}</span>
     @if (presence() !== null) {
       <span class="dot" [class.on]="presence()" aria-hidden="true"></span>
     }
@@ -36,6 +39,14 @@ export function hueFor(name: string): number {
       font-weight: 700;
       font-size: calc(var(--size, 44px) * 0.42);
       text-transform: uppercase;
+    }
+    /* A room is a place, not a person: square corners. */
+    .circle.room {
+      border-radius: 28%;
+    }
+    /* A group: a second disc peeking out behind. */
+    .circle.group {
+      box-shadow: 3px -3px 0 -1px hsl(var(--hue) 45% 75%);
     }
     @media (prefers-color-scheme: dark) {
       .circle {
@@ -65,6 +76,7 @@ export class Avatar {
   readonly name = input.required<string>();
   /** `null` hides the dot. */
   readonly presence = input<boolean | null>(null);
+  readonly shape = input<'direct' | 'group' | 'room'>('direct');
   protected readonly initial = computed(() => [...this.name()][0] ?? '?');
   protected readonly hue = computed(() => hueFor(this.name()));
 }
