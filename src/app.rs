@@ -1,6 +1,6 @@
 //! The application: configuration, storage, the services that the HTTP API, the WebSocket and
 //! the CLI all call, and the background work a serving process does.
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     config::Config,
@@ -35,22 +35,10 @@ impl App {
         Ok(Self { config: Arc::new(config), store, accounts, chat, hub, limits })
     }
 
-    /// Serves on `listener` until `shutdown` resolves, with the background work a server needs;
-    /// returns once every queued message is committed.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let background = self.start_background().await?;
-        let served = crate::http::serve(listener, self.clone(), shutdown).await;
-        for task in background {
-            task.abort();
-        }
-        self.chat.flush().await;
-        served
-    }
-
     /// The WAL checkpointer, the revocation watcher (sessions revoked by another process close
     /// their sockets), the minutely forgetting of rate-limit state, and the follower that
     /// publishes what another process (the command line) committed to the stream.
-    async fn start_background(&self) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    pub async fn start_background(&self) -> anyhow::Result<Background> {
         let watcher = tokio::spawn(crate::realtime::revocations::watch(self.store.clone(), self.hub.clone()));
         let checkpointer = self.store.checkpoint_in_background().await?;
         let limits = self.limits.clone();
@@ -69,6 +57,21 @@ impl App {
                 chat.catch_up().await;
             }
         });
-        Ok(vec![watcher, checkpointer, housekeeping, follower])
+        Ok(Background(vec![watcher, checkpointer, housekeeping, follower]))
+    }
+}
+
+/// A serving App's background tasks; they stop with [`Background::stop`] (or when dropped).
+pub struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Background {
+    pub fn stop(self) {}
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }

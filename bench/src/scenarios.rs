@@ -545,7 +545,7 @@ async fn cold_start(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
             }
             figures.set("seeded_db_mib", dir_bytes(seeded) as f64 / (1024.0 * 1024.0));
         }
-        let shown = |name| figures.get(name).map_or_else(|| "—".to_owned(), |ms| format!("{} ms", crate::report::format_number(ms)));
+        let shown = |name| figures.get(name).map_or_else(|| "—".to_owned(), |ms| format!("{} ms", crate::stats::format_number(ms)));
         log(format!("run {}: empty {}, seeded {}", run + 1, shown("cold_start_empty_ms"), shown("cold_start_seeded_ms")));
         result.add_run(figures, failures);
     }

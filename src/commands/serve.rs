@@ -26,7 +26,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let address = listener.local_addr()?;
     tracing::info!(%address, data_dir = %app.config.data_dir.display(), "chatd is listening on http://{address}");
-    app.serve(listener, shutdown_signal()).await
+    crate::http::serve(listener, app, shutdown_signal()).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` sends).

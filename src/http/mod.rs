@@ -24,7 +24,7 @@ use poem::{
 use tokio::net::{TcpListener, TcpStream};
 
 use self::connection_guard::{AddressCounts, AddressSlot, GuardedConnection};
-use crate::{App, realtime::connection::CLOSE_GOING_AWAY};
+use crate::{App, realtime::protocol::CLOSE_GOING_AWAY};
 
 /// How long shutdown waits for open requests and sockets before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -48,17 +48,26 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
         .into_endpoint()
 }
 
-/// Serves until `shutdown` resolves, then closes every socket with 1001 and waits (briefly) for
-/// in-flight requests and sockets to finish.
+/// Serves until `shutdown` resolves, with the App's background tasks running; then closes every
+/// socket with 1001, waits (briefly) for in-flight requests and sockets, and returns once every
+/// queued message is committed.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let background = app.start_background().await?;
+    let served = serve_until(listener, &app, shutdown).await;
+    background.stop();
+    app.chat.flush().await;
+    served
+}
+
+async fn serve_until(listener: TcpListener, app: &App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let hub = app.hub.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
         hub.close_all(CLOSE_GOING_AWAY, "server is shutting down");
     };
-    Server::new_with_acceptor(GuardedAcceptor::new(listener, &app)?)
-        .run_with_graceful_shutdown(routes(&app), signal, Some(SHUTDOWN_GRACE))
+    Server::new_with_acceptor(GuardedAcceptor::new(listener, app)?)
+        .run_with_graceful_shutdown(routes(app), signal, Some(SHUTDOWN_GRACE))
         .await?;
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while app.hub.connected_sockets() > 0 && Instant::now() < deadline {

@@ -10,7 +10,10 @@ use poem::web::websocket::{CloseCode, Message as WsMessage, WebSocketStream};
 use super::{
     hub::{SocketHandle, SocketSlot},
     outbox::{Interrupt, Outbound, Outbox, Taken},
-    protocol::{ClientFrame, ServerFrame, entry_frame, parse_client_frame},
+    protocol::{
+        CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_SERVER_ERROR, CLOSE_TOO_BIG, CLOSE_TOO_MANY_SOCKETS,
+        CLOSE_UNAUTHORIZED, ClientFrame, ServerFrame, entry_frame, parse_client_frame,
+    },
 };
 use crate::{
     app::App,
@@ -18,14 +21,6 @@ use crate::{
     error::Error,
 };
 
-/// Close codes: the standard ones chatd uses, and its own (4000–4999 are for applications).
-pub const CLOSE_GOING_AWAY: u16 = 1001;
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
-pub const CLOSE_INVALID_DATA: u16 = 1007;
-pub const CLOSE_TOO_BIG: u16 = 1009;
-pub const CLOSE_SERVER_ERROR: u16 = 1011;
-pub const CLOSE_UNAUTHORIZED: u16 = 4401;
-pub const CLOSE_TOO_MANY_SOCKETS: u16 = 4429;
 
 /// How long a closing connection may take to send what is still queued (a close frame, say).
 const FINAL_WRITE_DEADLINE: Duration = Duration::from_secs(5);

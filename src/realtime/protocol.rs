@@ -6,6 +6,15 @@ use serde_json::Value;
 
 use crate::domain::{ConversationId, Message, MessageId, format_time};
 
+/// Close codes: the standard ones chatd uses, and its own (4000–4999 are for applications).
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_SERVER_ERROR: u16 = 1011;
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+pub const CLOSE_TOO_MANY_SOCKETS: u16 = 4429;
+
 /// Frames a client may send. A conversation is named by `conversation_id`, or (a direct one, as
 /// the first protocol had it) by the other person's name in `to` / `peer`.
 #[derive(Debug, Deserialize, PartialEq)]

@@ -3,7 +3,7 @@
 //! about a second.
 use std::time::Duration;
 
-use super::{connection::CLOSE_UNAUTHORIZED, hub::Hub};
+use super::{hub::Hub, protocol::CLOSE_UNAUTHORIZED};
 use crate::store::{Store, users};
 
 const POLL_EVERY: Duration = Duration::from_secs(1);

@@ -46,7 +46,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.clone().serve(listener, async move {
+        let task = tokio::spawn(chatd::http::serve(listener, app.clone(), async move {
             let _ = stop.await;
         }));
         Self { addr, http: reqwest::Client::new(), data_dir, app, shutdown: Some(shutdown), task: Some(task) }

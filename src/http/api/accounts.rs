@@ -85,7 +85,7 @@ impl AccountsApi {
     #[oai(path = "/signout", method = "post", operation_id = "signout")]
     async fn signout(&self, app: Data<&App>, auth: BearerAuth) -> Result<SignOutResponse, ApiError> {
         app.accounts.sign_out(&auth.0).await?;
-        app.hub.close_session(auth.0.id, &auth.0.session_id, crate::realtime::connection::CLOSE_UNAUTHORIZED, "signed out");
+        app.hub.close_session(auth.0.id, &auth.0.session_id, crate::realtime::protocol::CLOSE_UNAUTHORIZED, "signed out");
         Ok(SignOutResponse::SignedOut)
     }
 
