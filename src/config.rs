@@ -250,9 +250,19 @@ impl Default for WebSocketConfig {
     }
 }
 
+impl InputLimitsConfig {
+    /// The longest message body by default; the API document states this one.
+    pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 4000;
+}
+
 impl Default for InputLimitsConfig {
     fn default() -> Self {
-        Self { max_request_bytes: 64 * 1024, max_message_chars: 4000, max_page_size: 100, request_timeout_secs: 15 }
+        Self {
+            max_request_bytes: 64 * 1024,
+            max_message_chars: Self::DEFAULT_MAX_MESSAGE_CHARS,
+            max_page_size: 100,
+            request_timeout_secs: 15,
+        }
     }
 }
 

@@ -134,7 +134,7 @@ impl TextRule for PasswordRule {
 pub struct BodyRule;
 impl TextRule for BodyRule {
     const MIN_LENGTH: Option<usize> = Some(1);
-    const MAX_LENGTH: Option<usize> = Some(4000);
+    const MAX_LENGTH: Option<usize> = Some(crate::config::InputLimitsConfig::DEFAULT_MAX_MESSAGE_CHARS);
     fn pattern() -> Option<String> {
         Some(format!("[^{WHITE_SPACE}]"))
     }
