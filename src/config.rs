@@ -57,6 +57,8 @@ pub struct AuthConfig {
     pub jwt_secret: String,
     /// Live sessions per user; signing in beyond it revokes the oldest.
     pub max_sessions_per_user: u32,
+    /// Password checks waiting per hashing thread before sign-ins get 503; 0: no bound.
+    pub hash_queue_per_core: u32,
 }
 
 impl fmt::Debug for AuthConfig {
@@ -64,6 +66,7 @@ impl fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("hash_queue_per_core", &self.hash_queue_per_core)
             .field("jwt_secret", &if self.jwt_secret.is_empty() { "" } else { "<redacted>" })
             .finish()
     }
@@ -240,7 +243,7 @@ impl Default for DatabaseConfig {
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { token_ttl_secs: 7 * 24 * 3600, jwt_secret: String::new(), max_sessions_per_user: 50 }
+        Self { token_ttl_secs: 7 * 24 * 3600, jwt_secret: String::new(), max_sessions_per_user: 50, hash_queue_per_core: 16 }
     }
 }
 

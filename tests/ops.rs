@@ -326,3 +326,21 @@ async fn the_write_ahead_log_starts_over_once_it_grows_past_its_limit() {
     let check = store.read.query_one_raw(sql("PRAGMA integrity_check", [])).await.unwrap().unwrap();
     assert_eq!(check.try_get::<String>("", "integrity_check").unwrap(), "ok");
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_copies_the_log_into_the_database_and_leaves_none_behind() {
+    let mut server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    for n in 0..20 {
+        assert_eq!(server.send_rest(&alice, "bob", &format!("m{n}"), &format!("c{n}")).await.0, 201);
+    }
+    let wal = server.data_dir.path().join("chat.db-wal");
+    assert!(std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0), "the server writes through its log");
+    server.stop_in_place().await;
+    assert!(std::fs::metadata(&wal).map_or(true, |m| m.len() == 0), "a clean stop leaves no log to recover");
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(server.data_dir.path().join("chat.db"), copy.path().join("chat.db")).unwrap();
+    let exported = ok(&chatd(copy.path(), &["export"], &[], None));
+    assert_eq!(exported.lines().filter(|l| l.contains("\"client_id\":\"c")).count(), 20, "{exported}");
+}

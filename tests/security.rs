@@ -353,6 +353,25 @@ async fn a_sign_in_storm_is_turned_away_fast_while_the_hashers_are_busy() {
     );
 }
 
+#[tokio::test]
+async fn the_hashing_queue_bound_is_configurable_and_zero_removes_it() {
+    async fn statuses(server: &TestServer, count: usize) -> Vec<u16> {
+        futures_util::future::join_all((0..count).map(|_| async {
+            let body = json!({"username": "alice", "password": PASSWORD});
+            server.http.post(server.url("/api/signin")).json(&body).send().await.unwrap().status().as_u16()
+        }))
+        .await
+    }
+    let tight = TestServer::start_with(|c| c.auth.hash_queue_per_core = 1).await;
+    tight.user("alice").await;
+    let answers = statuses(&tight, 16).await;
+    assert!(answers.contains(&503), "one waiting check per core turns a burst of 16 away: {answers:?}");
+    let unbounded = TestServer::start_with(|c| c.auth.hash_queue_per_core = 0).await;
+    unbounded.user("alice").await;
+    let answers = statuses(&unbounded, 16).await;
+    assert!(answers.iter().all(|status| *status == 200), "with no bound every sign-in waits its turn: {answers:?}");
+}
+
 /// Reads from `stream` until the server closes it; `None` if it is still open after `limit`.
 async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
     let started = Instant::now();

@@ -32,9 +32,6 @@ use crate::{
 const SECRET_FILE: &str = "jwt-secret";
 /// Seconds to wait, in a `Retry-After`, when the password hashers are busy.
 const BUSY_RETRY_SECS: u64 = 1;
-/// Password checks waiting per hashing thread before new ones are turned away: one takes ~25 ms,
-/// so a full queue is about 0.4 s of work and nobody waits for seconds behind a storm.
-const QUEUED_HASHES_PER_THREAD: usize = 16;
 
 /// A signed-in session handed to the client.
 #[derive(Debug, Clone)]
@@ -96,6 +93,8 @@ struct Inner {
     validation: Validation,
     token_ttl_secs: u64,
     max_sessions_per_user: u32,
+    /// `auth.hash_queue_per_core`: password checks that may wait per hashing thread; 0: no bound.
+    hash_queue_per_core: usize,
 }
 
 impl Accounts {
@@ -111,6 +110,7 @@ impl Accounts {
                 validation,
                 token_ttl_secs: config.auth.token_ttl_secs,
                 max_sessions_per_user: config.auth.max_sessions_per_user,
+                hash_queue_per_core: config.auth.hash_queue_per_core as usize,
             }),
         })
     }
@@ -119,7 +119,7 @@ impl Accounts {
     /// unknown name is not slower than a wrong password (which would tell the name does not
     /// exist) — without delaying start-up by a hash.
     pub fn warm_up(&self) {
-        tokio::spawn(run_hashing(|| {
+        tokio::spawn(run_hashing(0, || {
             dummy_hash();
         }));
     }
@@ -138,7 +138,7 @@ impl Accounts {
         if users::find_by_username(&self.inner.store.read, username.as_str()).await?.is_some() {
             return Err(Error::UsernameTaken);
         }
-        let hash = hash_password(password).await?;
+        let hash = self.hash_password(password).await?;
         users::insert_user(&self.inner.store.write, username.as_str(), hash, is_admin).await
     }
 
@@ -162,7 +162,10 @@ impl Accounts {
             }
         }
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
-        let password_matches = verify_password(password.to_owned(), stored_hash).await?;
+        let password = password.to_owned();
+        let password_matches =
+            run_hashing(self.inner.hash_queue_per_core, move || argon2id().verify_password(password.as_bytes(), stored_hash.as_str()).is_ok())
+                .await?;
         let result = if password_matches { "ok" } else { "failed" };
         metrics::counter!(crate::monitoring::SIGN_INS, "result" => result).increment(1);
         if !password_matches {
@@ -211,6 +214,14 @@ impl Accounts {
         users::revoke_session(&self.inner.store.write, user.id, &user.session_id).await
     }
 
+    async fn hash_password(&self, password: Password) -> Result<String> {
+        run_hashing(self.inner.hash_queue_per_core, move || {
+            argon2id().hash_password(password.expose().as_bytes()).map(|hash| hash.to_string())
+        })
+        .await?
+        .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
+    }
+
     pub async fn list_users(&self) -> Result<Vec<user::Model>> {
         users::list_users(&self.inner.store.read).await
     }
@@ -218,7 +229,7 @@ impl Accounts {
     /// Sets a new password and signs the user out everywhere.
     pub async fn change_password(&self, username: &str, password: &str) -> Result<()> {
         let user = self.find_user(username).await?;
-        let hash = hash_password(Password::parse(password)?).await?;
+        let hash = self.hash_password(Password::parse(password)?).await?;
         let db = self.inner.store.write.begin().await?;
         users::set_password_hash(&db, UserId(user.id), hash).await?;
         users::revoke_all_sessions(&db, UserId(user.id)).await?;
@@ -274,14 +285,15 @@ fn argon2id() -> Argon2<'static> {
 /// and the memory stays bounded (each thread's allocator keeps its one buffer, where a pool of
 /// hundreds of blocking threads would each keep one).
 ///
-/// When the queue is already deep the work is refused at once (`Error::Busy`, 503 with
-/// `Retry-After`): answering in a millisecond beats answering in ten seconds.
-async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+/// When `per_thread` checks per thread already wait (`auth.hash_queue_per_core`; 0: no bound) the
+/// work is refused at once (`Error::Busy`, 503 with `Retry-After`): answering in a millisecond
+/// beats answering in ten seconds. One takes ~25 ms, so the default 16 is about 0.4 s of waiting.
+async fn run_hashing<T: Send + 'static>(per_thread: usize, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     type Job = Box<dyn FnOnce() + Send>;
     static QUEUE: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
     static QUEUED: AtomicUsize = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if QUEUED.fetch_add(1, Ordering::AcqRel) >= threads * QUEUED_HASHES_PER_THREAD {
+    if QUEUED.fetch_add(1, Ordering::AcqRel) >= threads * per_thread && per_thread > 0 {
         QUEUED.fetch_sub(1, Ordering::AcqRel);
         metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
         return Err(Error::Busy { retry_after_secs: BUSY_RETRY_SECS });
@@ -316,15 +328,6 @@ async fn run_hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
     answer.await.map_err(Error::internal)
 }
 
-pub async fn hash_password(password: Password) -> Result<String> {
-    run_hashing(move || argon2id().hash_password(password.expose().as_bytes()).map(|hash| hash.to_string()))
-        .await?
-        .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
-}
-
-async fn verify_password(password: String, hash: String) -> Result<bool> {
-    run_hashing(move || argon2id().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await
-}
 
 /// A real hash of a random password, verified against when the user does not exist so that
 /// an unknown name costs as much as a wrong password.

@@ -50,12 +50,17 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
 
 /// Serves until `shutdown` resolves, with the App's background tasks running; then closes every
 /// socket with 1001, waits (briefly) for in-flight requests and sockets, and returns once every
-/// queued message is committed.
+/// queued message is committed and the database closed.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let background = app.start_background().await?;
     let served = serve_until(listener, &app, shutdown).await;
     background.stop();
     app.chat.flush().await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, app.store.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "closing the database failed"),
+        Err(_) => tracing::warn!("closing the database timed out"),
+    }
     served
 }
 
