@@ -283,35 +283,14 @@ pub async fn messages_between(
     limit: u64,
     newest_first: bool,
 ) -> Result<Vec<Message>> {
-    // One conversation: its direct members are looked up once, not joined into every row.
     let order = if newest_first { "DESC" } else { "ASC" };
     let rows = db
         .query_all_raw(sql(
-            &format!(
-                "SELECT m.id, m.conversation_id, m.body, m.created_at, m.client_id, m.kind,
-                        su.username AS sender_name, NULL AS recipient_name
-                 FROM messages m JOIN users su ON su.id = m.sender_id
-                 WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id {order} LIMIT ?"
-            ),
+            &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id {order} LIMIT ?"),
             [conversation.into(), after.into(), before.map_or(i64::MAX, |b| b.0).into(), (limit as i64).into()],
         ))
         .await?;
-    let mut page = messages_from_rows(rows)?;
-    let direct_members: Vec<String> = db
-        .query_all_raw(sql(
-            "SELECT u.username FROM conversations c
-             JOIN conversation_members o ON o.conversation_id = c.id JOIN users u ON u.id = o.user_id
-             WHERE c.id = ? AND c.kind = 'direct'",
-            [conversation.into()],
-        ))
-        .await?
-        .iter()
-        .map(|row| row.try_get("", "username"))
-        .collect::<Result<_, DbErr>>()?;
-    for message in &mut page {
-        message.to = direct_members.iter().find(|name| **name != message.from).cloned();
-    }
-    Ok(page)
+    messages_from_rows(rows)
 }
 
 #[cfg(test)]
