@@ -194,10 +194,18 @@ impl Accounts {
         let session_id = random_hex(16);
         let now_secs = (now_millis() / 1000) as u64;
         let exp = now_secs + self.inner.token_ttl_secs;
-        let txn = self.inner.store.write.begin().await?;
-        users::insert_session(&txn, &session_id, UserId(user.id), (exp * 1000) as i64, &client.to_string()).await?;
-        users::revoke_sessions_beyond(&txn, UserId(user.id), self.inner.max_sessions_per_user).await?;
-        txn.commit().await?;
+        // One statement on the write connection the message writer shares; finding the sessions
+        // over the cap is a read, and revoking them (rare) the only other write.
+        let store = &self.inner.store;
+        users::insert_session(&store.write, &session_id, UserId(user.id), (exp * 1000) as i64, &client.to_string()).await?;
+        let beyond = users::sessions_beyond(&store.read, UserId(user.id), self.inner.max_sessions_per_user).await?;
+        if !beyond.is_empty() {
+            let txn = store.write.begin().await?;
+            for session in &beyond {
+                users::revoke_session(&txn, UserId(user.id), session).await?;
+            }
+            txn.commit().await?;
+        }
         let claims = Claims { sub: user.username.clone(), sid: session_id, iat: now_secs, exp };
         let access_token = encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.inner.encoding)
             .map_err(Error::internal)?;

@@ -2,7 +2,7 @@
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
 
 use super::{
-    entities::{session, user},
+    entities::user,
     sql,
 };
 use crate::{
@@ -68,35 +68,24 @@ pub async fn search_users(
 }
 
 pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64, address: &str) -> Result<()> {
-    session::ActiveModel {
-        id: Set(id.to_owned()),
-        user_id: Set(user_id.0),
-        created_at: Set(now_millis()),
-        expires_at: Set(expires_at),
-        revoked_at: Set(None),
-        address: Set(Some(address.to_owned())),
-    }
-    .insert(db)
+    db.execute_raw(sql(
+        "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, address) VALUES (?, ?, ?, ?, NULL, ?)",
+        [id.into(), user_id.into(), now_millis().into(), expires_at.into(), address.into()],
+    ))
     .await?;
     Ok(())
 }
 
-/// Revokes `user`'s live sessions beyond the newest `keep`, oldest first; each is logged, so
-/// their sockets close.
-pub async fn revoke_sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u32) -> Result<()> {
-    let now = now_millis();
+/// `user`'s live sessions beyond the newest `keep`.
+pub async fn sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u32) -> Result<Vec<String>> {
     let rows = db
         .query_all_raw(sql(
             "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
              ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
-            [user_id.into(), now.into(), i64::from(keep).into()],
+            [user_id.into(), now_millis().into(), i64::from(keep).into()],
         ))
         .await?;
-    for row in rows {
-        let session: String = row.try_get("", "id")?;
-        revoke_session(db, user_id, &session).await?;
-    }
-    Ok(())
+    rows.iter().map(|row| row.try_get::<String>("", "id").map_err(Error::from)).collect()
 }
 
 /// Addresses `user` made sessions from since `since` (newest first, at most 100).
