@@ -162,10 +162,7 @@ impl Accounts {
             }
         }
         let stored_hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
-        let password = password.to_owned();
-        let password_matches =
-            run_hashing(self.inner.hash_queue_per_core, move || argon2id().verify_password(password.as_bytes(), stored_hash.as_str()).is_ok())
-                .await?;
+        let password_matches = self.verify_password(password.to_owned(), stored_hash).await?;
         let result = if password_matches { "ok" } else { "failed" };
         metrics::counter!(crate::monitoring::SIGN_INS, "result" => result).increment(1);
         if !password_matches {
@@ -228,6 +225,10 @@ impl Accounts {
         })
         .await?
         .map_err(|e| Error::internal(anyhow::anyhow!("password hashing failed: {e}")))
+    }
+
+    async fn verify_password(&self, password: String, hash: String) -> Result<bool> {
+        run_hashing(self.inner.hash_queue_per_core, move || argon2id().verify_password(password.as_bytes(), hash.as_str()).is_ok()).await
     }
 
     pub async fn list_users(&self) -> Result<Vec<user::Model>> {
@@ -301,7 +302,8 @@ async fn run_hashing<T: Send + 'static>(per_thread: usize, work: impl FnOnce() -
     static QUEUE: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
     static QUEUED: AtomicUsize = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    if QUEUED.fetch_add(1, Ordering::AcqRel) >= threads * per_thread && per_thread > 0 {
+    let waiting = QUEUED.fetch_add(1, Ordering::AcqRel);
+    if per_thread > 0 && waiting >= threads * per_thread {
         QUEUED.fetch_sub(1, Ordering::AcqRel);
         metrics::counter!(crate::monitoring::RATE_LIMITED).increment(1);
         return Err(Error::Busy { retry_after_secs: BUSY_RETRY_SECS });
@@ -335,7 +337,6 @@ async fn run_hashing<T: Send + 'static>(per_thread: usize, work: impl FnOnce() -
     queue.lock().expect("hash queue").send(job).map_err(|_| Error::Unavailable)?;
     answer.await.map_err(Error::internal)
 }
-
 
 /// A real hash of a random password, verified against when the user does not exist so that
 /// an unknown name costs as much as a wrong password.

@@ -143,7 +143,7 @@ impl Store {
     }
 
     /// Copies the whole log into the database and closes every connection, so that the next start
-    /// has no log to read back (a log kept at the WAL budget took ~50 ms to recover at start).
+    /// has no log to read back.
     pub async fn close(&self) -> Result<(), sea_orm::DbErr> {
         self.write.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
         self.read.close_by_ref().await?;
