@@ -2,16 +2,19 @@
 # Runs every chatd test: Rust unit and integration tests (real server, real SQLite, real HTTP and
 # WebSocket clients), the web client's unit tests, the check that the generated API client matches
 # the server's OpenAPI document, schemathesis against the OpenAPI document (anonymous and signed in),
+# the API contract (the OpenAPI and AsyncAPI documents linted and validated, Python and TypeScript
+# clients generated from the document and run against a server, the example WebSocket client),
 # a 20-second run of each fuzz target, the browser end-to-end suite (Debian's Chromium, installed here
 # when missing), and a seconds-long benchmark smoke run. Ends with one "N passed, N failed" line.
 #
 # Usage: bash scripts/test.sh [PART...]   with no PART, every part runs. Parts:
 #   rust  cargo's tests        schemathesis  the OpenAPI fuzzing run    fuzz  the fuzz smoke run
 #   client  unit tests and the API-client check    e2e  the browser suite    bench  the smoke run
+#   contract  the documents linted, generated clients' flows, the example client
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NG_CLI_ANALYTICS=false CARGO_TERM_COLOR=never
-all_parts=(rust schemathesis fuzz client e2e bench)
+all_parts=(rust schemathesis contract fuzz client e2e bench)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${all_parts[@]}")
 for part in "${parts[@]}"; do
@@ -40,12 +43,13 @@ step() {
 }
 
 step client-install bash -c '[ -d client/node_modules ] || npm --prefix client ci --no-audit --no-fund'
-if wanted rust || wanted schemathesis || wanted client || wanted e2e; then
+if wanted rust || wanted schemathesis || wanted contract || wanted client || wanted e2e; then
     step build cargo build --locked --workspace
 fi
 chatd_bin="$PWD/target/debug/chatd"
 wanted rust && step rust cargo test --locked --workspace --no-fail-fast
 wanted schemathesis && step schemathesis env CHATD_BIN="$chatd_bin" bash tests/schemathesis/run.sh
+wanted contract && step contract env CHATD_BIN="$chatd_bin" bash tests/contract/run.sh
 wanted fuzz && step fuzz-smoke bash scripts/fuzz-smoke.sh
 wanted client && step client-unit npm --prefix client run test:unit
 wanted client && step api-check env CHATD_BIN="$chatd_bin" npm --prefix client run api:check
@@ -54,7 +58,7 @@ wanted e2e && step e2e env CHATD_BIN="$chatd_bin" npm --prefix client run e2e
 wanted bench && step bench-smoke env CHATD_SKIP_UI=1 bash bench/run.sh --smoke
 
 # One closing line over every runner: cargo's "N passed; M failed", Vitest's "Tests  N passed",
-# Playwright's "N passed" / "N failed".
+# Playwright's "N passed" / "N failed", tests/contract/run.sh's "contract: N passed, M failed".
 totals=$(cat "$log_dir"/*.log | python3 -c '
 import re, sys
 passed = failed = 0
@@ -66,6 +70,9 @@ for line in sys.stdin:
     m = re.match(r"\s+Tests\s+(?:(\d+) failed \| )?(\d+) passed", line)
     if m:
         failed += int(m[1] or 0); passed += int(m[2]); continue
+    m = re.match(r"contract: (\d+) passed, (\d+) failed$", line)
+    if m:
+        passed += int(m[1]); failed += int(m[2]); continue
     m = re.match(r"\s+(\d+) (passed|failed) \(\d", line)
     if m:
         if m[2] == "passed": passed += int(m[1])
