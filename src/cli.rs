@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document of the REST API
     Openapi,
+    /// Print the AsyncAPI document of the WebSocket at /ws
+    Asyncapi,
     /// Exit 0 when the configured server answers /api/ready (for container health checks)
     Healthcheck {
         /// Give up after this many seconds

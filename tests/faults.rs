@@ -4,6 +4,9 @@
 //! client would (REST, WebSocket, raw TCP), then checks the database through `chatd export` and
 //! SQLite's own `PRAGMA integrity_check`.
 
+#[path = "common/asyncapi.rs"]
+mod asyncapi;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     fs::OpenOptions,
@@ -335,7 +338,11 @@ enum Incoming {
 async fn next_frame(ws: &mut Ws, wait: Duration) -> Incoming {
     loop {
         match tokio::time::timeout(wait, ws.next()).await {
-            Ok(Some(Ok(WsMessage::Text(text)))) => return Incoming::Frame(serde_json::from_str(&text).expect("JSON frame")),
+            Ok(Some(Ok(WsMessage::Text(text)))) => {
+                let frame = serde_json::from_str(&text).expect("JSON frame");
+                asyncapi::check_frame(&frame);
+                return Incoming::Frame(frame);
+            }
             Ok(Some(Ok(WsMessage::Close(frame)))) => return Incoming::Closed(frame.map(|f| u16::from(f.code))),
             Ok(Some(Ok(_))) => continue,
             _ => return Incoming::Gone,

@@ -526,3 +526,105 @@ async fn forged_and_stale_tokens_are_refused_on_the_socket() {
     let (_, ready, _) = server.connect(&TestUser { name: "alice".into(), token: genuine }).await;
     assert_eq!(ready["username"], "alice");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The AsyncAPI document
+
+#[tokio::test]
+async fn the_asyncapi_document_is_served_and_printed_alike_and_describes_ws_in_asyncapi_3() {
+    let server = TestServer::start().await;
+    let response = server.http.get(server.url("/api/asyncapi.json")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/json"), "{content_type}");
+    let served = response.text().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let printed = run_chatd(dir.path(), &["asyncapi"]);
+    assert!(printed == format!("{served}\n"), "`chatd asyncapi` prints what the server serves");
+    assert!(!dir.path().join("chat.db").exists(), "printing the document touches no database");
+
+    let document: Value = serde_json::from_str(&served).expect("the document is JSON");
+    assert_eq!(document["asyncapi"], "3.0.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(document["info"]["license"]["name"], "MIT");
+    assert!(document["info"]["description"].as_str().is_some_and(|d| d.contains("**receives**")), "says which side it describes");
+    assert_eq!(document["channels"]["ws"]["address"], "/ws");
+    assert_eq!(document["servers"]["chatd"]["protocol"], "ws");
+    assert_eq!(document, asyncapi::document(), "the one the tests check frames against");
+}
+
+#[test]
+fn the_frame_check_refuses_frames_the_asyncapi_document_does_not_describe() {
+    let message = json!({"id": 42, "conversation_id": 7, "from": "alice", "to": "bob", "body": "hi",
+        "created_at": "2026-11-24T10:15:00.123Z", "client_id": "c-1", "kind": "text", "event": null});
+    let valid = [
+        json!({"type": "ack", "client_id": "c-1", "message": message}),
+        json!({"type": "ready", "username": "alice", "last_id": 0}),
+        json!({"type": "read_marker", "conversation_id": 7, "up_to": 42}),
+        json!({"type": "error", "code": "invalid_frame", "message": "no"}),
+        json!({"type": "member_removed", "id": 9, "conversation_id": 3, "created_at": "1970-01-01T00:00:00.000Z", "by": null, "username": "bob"}),
+    ];
+    for frame in &valid {
+        assert_eq!(asyncapi::server_frame_errors(frame), Vec::<String>::new(), "{frame}");
+    }
+    let with = |frame: &Value, change: &dyn Fn(&mut Value)| {
+        let mut frame = frame.clone();
+        change(&mut frame);
+        frame
+    };
+    let invalid = [
+        ("a number as a string", with(&valid[0], &|f| f["message"]["id"] = json!("42"))),
+        ("a required field missing", with(&valid[1], &|f| drop(f.as_object_mut().unwrap().remove("last_id")))),
+        ("a field the frame does not have", with(&valid[1], &|f| f["extra"] = json!(1))),
+        ("null where the field is left out", with(&valid[2], &|f| f["peer"] = Value::Null)),
+        ("a code that does not exist", with(&valid[3], &|f| f["code"] = json!("oops"))),
+        ("a time that is not RFC 3339", with(&valid[4], &|f| f["created_at"] = json!("yesterday"))),
+        ("a username of the wrong form", with(&valid[4], &|f| f["username"] = json!("Bob"))),
+        ("a client frame", json!({"type": "sync", "after": 1})),
+        ("an unknown type", json!({"type": "shout"})),
+        ("no type", json!({"users": []})),
+    ];
+    for (what, frame) in invalid {
+        assert!(!asyncapi::server_frame_errors(&frame).is_empty(), "{what}: {frame} passed");
+        let checked = std::panic::catch_unwind(|| asyncapi::check_frame(&frame));
+        assert!(checked.is_err(), "{what}: check_frame let {frame} through");
+    }
+}
+
+#[test]
+fn every_example_in_the_asyncapi_document_matches_its_message() {
+    let document = asyncapi::document();
+    let mut directions = std::collections::BTreeSet::new();
+    for frame in asyncapi::messages() {
+        let examples = document["components"]["messages"][&frame.message]["examples"].as_array().cloned().unwrap_or_default();
+        assert!(!examples.is_empty(), "{} has examples", frame.message);
+        for example in examples {
+            let errors = asyncapi::message_errors(&frame.message, &example["payload"]);
+            assert!(errors.is_empty(), "{} example {}: {}", frame.message, example["payload"], errors.join("; "));
+        }
+        directions.insert(frame.action.clone());
+    }
+    assert_eq!(directions.into_iter().collect::<Vec<_>>(), ["receive", "send"]);
+}
+
+#[test]
+fn the_asyncapi_document_lists_the_close_codes_and_error_codes_the_server_uses() {
+    use chatd::realtime::protocol::{
+        CLOSE_GOING_AWAY, CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_SERVER_ERROR, CLOSE_TOO_BIG, CLOSE_TOO_MANY_SOCKETS, CLOSE_UNAUTHORIZED,
+    };
+    use poem_openapi::{registry::Registry, types::Type};
+    let document = asyncapi::document();
+    let listed: Vec<u64> = document["channels"]["ws"]["x-close-codes"].as_array().unwrap().iter().map(|c| c["code"].as_u64().unwrap()).collect();
+    let used = [CLOSE_GOING_AWAY, CLOSE_PROTOCOL_ERROR, CLOSE_INVALID_DATA, CLOSE_TOO_BIG, CLOSE_SERVER_ERROR, CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY_SOCKETS];
+    assert_eq!(listed, used.map(u64::from));
+    let description = document["info"]["description"].as_str().unwrap();
+    for code in used {
+        assert!(description.contains(&format!("| {code} |")), "the close code table has {code}");
+    }
+
+    let mut registry = Registry::new();
+    chatd::error::ErrorCode::register(&mut registry);
+    let codes = &registry.schemas[&*chatd::error::ErrorCode::name()].enum_items;
+    assert_eq!(&document["components"]["schemas"]["ErrorCode"]["enum"], &Value::from(codes.clone()), "every ErrorCode, in its order");
+}

@@ -52,8 +52,9 @@ async fn stuck_socket(server: &TestServer, user: &TestUser) -> WebSocketStream<M
     let (mut ws, _) = tokio_tungstenite::client_async(server.ws_url(), MaybeTlsStream::Plain(stream)).await.unwrap();
     ws.send(Message::text(json!({"type": "auth", "token": user.token}).to_string())).await.unwrap();
     for expected in ["ready", "online_users"] {
-        let frame = ws.next().await.unwrap().unwrap();
-        assert!(frame.to_text().unwrap().contains(expected), "{frame:?}");
+        let frame: Value = serde_json::from_str(ws.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+        asyncapi::check_frame(&frame);
+        assert_eq!(frame["type"], expected, "{frame}");
     }
     ws
 }

@@ -21,6 +21,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", crate::http::api::document());
         return Ok(());
     }
+    if let Command::Asyncapi = cli.command {
+        println!("{}", crate::realtime::asyncapi::document());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref())?;
     crate::telemetry::init(&config.log);
     match cli.command {
@@ -33,6 +37,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Room { command } => room::run(config, command).await,
         Command::Config { command } => config_cmd::run(&config, cli.config.as_deref(), command),
         Command::Healthcheck { timeout } => healthcheck::run(&config, timeout).await,
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Asyncapi => unreachable!("handled above"),
     }
 }

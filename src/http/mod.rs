@@ -34,6 +34,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
     let api = api::service();
     Route::new()
         .at("/api/openapi.json", get(api::document_endpoint))
+        .at("/api/asyncapi.json", get(asyncapi_endpoint))
         .nest("/api/docs", api.swagger_ui())
         .nest("/api", api.around(api::allow_header))
         .at("/ws", get(ws::websocket))
@@ -46,6 +47,12 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
         .catch_all_error(|error| async move { error::error_response(error) })
         .around(middleware::secure_and_log)
         .into_endpoint()
+}
+
+/// `GET /api/asyncapi.json`: the AsyncAPI document of `/ws`, beside the OpenAPI one.
+#[poem::handler]
+fn asyncapi_endpoint() -> poem::Response {
+    poem::Response::builder().content_type("application/json").body(crate::realtime::asyncapi::document())
 }
 
 /// Serves until `shutdown` resolves, with the App's background tasks running; then closes every

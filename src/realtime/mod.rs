@@ -1,5 +1,6 @@
-//! Realtime: the WebSocket protocol's frames, the hub that knows who is connected, each socket's
-//! outbox, and the life of one connection.
+//! Realtime: the WebSocket protocol's frames and their AsyncAPI document, the hub that knows who
+//! is connected, each socket's outbox, and the life of one connection.
+pub mod asyncapi;
 pub mod connection;
 pub mod hub;
 pub mod outbox;

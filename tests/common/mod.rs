@@ -2,6 +2,8 @@
 //! WebSocket clients.
 #![allow(dead_code)]
 
+pub mod asyncapi;
+
 use std::{net::SocketAddr, time::Duration};
 
 use chatd::{App, Config};
@@ -202,6 +204,13 @@ impl WsClient {
         self.stream.send(message).await.expect("send frame");
     }
 
+    /// A text frame as JSON, which must be a server frame of the AsyncAPI document.
+    fn frame(text: &str) -> Value {
+        let frame = serde_json::from_str(text).expect("JSON frame");
+        asyncapi::check_frame(&frame);
+        frame
+    }
+
     /// The next text frame as JSON; fails the test after 5 s.
     pub async fn recv(&mut self) -> Value {
         loop {
@@ -211,7 +220,7 @@ impl WsClient {
                 .expect("socket still open")
                 .expect("valid frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Text(text) => return Self::frame(&text),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("expected a text frame, got {other:?}"),
             }
@@ -222,7 +231,7 @@ impl WsClient {
     pub async fn try_recv(&mut self) -> Result<Value, Option<u16>> {
         loop {
             match tokio::time::timeout(WAIT, self.stream.next()).await.expect("a frame within 5 s") {
-                Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).expect("JSON frame")),
+                Some(Ok(Message::Text(text))) => return Ok(Self::frame(&text)),
                 Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Err(None),
@@ -252,6 +261,9 @@ impl WsClient {
         loop {
             match tokio::time::timeout(Duration::from_secs(10), self.stream.next()).await.expect("closes in time") {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Text(text))) => {
+                    Self::frame(&text);
+                }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
             }
