@@ -74,9 +74,11 @@ python3 -m venv "$venv" &&
 needs_node() { [ "$node_ok" = 1 ] || { echo "npm ci failed" >&2; return 1; }; }
 needs_python() { [ "$python_ok" = 1 ] || { echo "installing the Python tools failed" >&2; return 1; }; }
 
-# --- The documents, as the binary prints them.
-"$bin" openapi >"$work/openapi.json" || echo "chatd openapi failed" >&2
-"$bin" asyncapi >"$work/asyncapi.json" 2>"$work/asyncapi.err" || true
+# --- The documents, as the binary prints them, into out/ (where .redocly.lint-ignore.yaml names them).
+docs="$here/out"
+rm -rf "$docs" && mkdir -p "$docs"
+"$bin" openapi >"$docs/openapi.json" || echo "chatd openapi failed" >&2
+"$bin" asyncapi >"$docs/asyncapi.json" 2>"$work/asyncapi.err" || true
 
 # --- A server for the flows: a free loopback port, a fresh data directory, the default limits
 # (the flows stay well within them).
@@ -95,25 +97,25 @@ for _ in $(seq 1 150); do
 done
 
 openapi_lint() {
-    needs_node && [ -s "$work/openapi.json" ] &&
-        "$bin_dir/redocly" lint --config "$here/redocly.yaml" --format=stylish --max-problems=1000 "$work/openapi.json"
+    needs_node && [ -s "$docs/openapi.json" ] &&
+        "$bin_dir/redocly" lint --config "$here/redocly.yaml" --format=stylish --max-problems=1000 "$docs/openapi.json"
 }
 
 asyncapi_validate() {
     needs_node || return 1
-    if [ ! -s "$work/asyncapi.json" ]; then
+    if [ ! -s "$docs/asyncapi.json" ]; then
         echo "chatd asyncapi printed no document:" >&2
         head -n 5 "$work/asyncapi.err" >&2
         return 1
     fi
-    node "$here/asyncapi-validate.mjs" "$work/asyncapi.json"
+    node "$here/asyncapi-validate.mjs" "$docs/asyncapi.json"
 }
 
 # Generation fails on any warning: a schema the generator cannot read is dropped from the client.
 python_types() {
     needs_python || return 1
     rm -rf "$work/py" && mkdir "$work/py" &&
-        PATH="$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate --path "$work/openapi.json" \
+        PATH="$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate --path "$docs/openapi.json" \
             --meta none --output-path "$work/py/chatd_client" --fail-on-warning &&
         (cd "$work" && MYPYPATH="$work/py" "$venv/bin/mypy" --config-file "$here/python/mypy.ini" \
             --cache-dir "$work/mypy-cache" "$here/python/flow.py")
@@ -129,7 +131,7 @@ typescript_types() {
     rm -rf typescript/generated typescript/build
     # From the temporary directory: openapi-typescript would otherwise lint with redocly.yaml
     # here, and the lint is a check of its own.
-    (cd "$work" && "$bin_dir/openapi-typescript" openapi.json -o "$here/typescript/generated/chatd.ts") &&
+    (cd "$work" && "$bin_dir/openapi-typescript" "$docs/openapi.json" -o "$here/typescript/generated/chatd.ts") &&
         "$bin_dir/tsc" -p typescript --strict --noEmit
 }
 
