@@ -47,7 +47,7 @@ pub enum Error {
     EmptyMessage,
     #[error("a message can be at most {0} characters long")]
     MessageTooLong(usize),
-    #[error("client_id must be 1 to 64 printable characters")]
+    #[error("client_id must be 1 to 64 printable characters, not starting with `event-`")]
     InvalidClientId,
     #[error("this client_id was already used for a message to someone else")]
     ClientIdConflict,
@@ -66,37 +66,37 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable identifier clients match on; never changes once released.
-    pub fn code(&self) -> &'static str {
+    /// The stable identifier clients match on.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Error::InvalidUsername(_) => "invalid_username",
-            Error::InvalidPassword(_) => "invalid_password",
-            Error::UsernameTaken => "username_taken",
-            Error::InvalidCredentials => "invalid_credentials",
-            Error::AccountDisabled => "account_disabled",
-            Error::Unauthorized => "unauthorized",
-            Error::UserNotFound | Error::UsersNotFound(_) => "user_not_found",
-            Error::InvalidName(_) => "invalid_name",
-            Error::InvalidTopic => "invalid_topic",
-            Error::InvalidRole => "invalid_role",
-            Error::TooManyMembers(_) => "too_many_members",
-            Error::TooFewMembers => "too_few_members",
-            Error::ConversationNotFound => "conversation_not_found",
-            Error::NotAMember => "not_a_member",
-            Error::Forbidden(_) => "forbidden",
-            Error::LastOwner => "last_owner",
-            Error::Archived => "archived",
-            Error::NameTaken => "name_taken",
-            Error::EmptyMessage => "empty_message",
-            Error::MessageTooLong(_) => "message_too_long",
-            Error::InvalidClientId => "invalid_client_id",
-            Error::ClientIdConflict => "client_id_conflict",
-            Error::CannotMessageSelf => "cannot_message_self",
-            Error::InvalidParameter(_) => "invalid_parameter",
-            Error::RateLimited { .. } => "rate_limited",
-            Error::Unavailable => "unavailable",
-            Error::Busy { .. } => "server_busy",
-            Error::Internal(_) => "internal_error",
+            Error::InvalidUsername(_) => ErrorCode::InvalidUsername,
+            Error::InvalidPassword(_) => ErrorCode::InvalidPassword,
+            Error::UsernameTaken => ErrorCode::UsernameTaken,
+            Error::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Error::AccountDisabled => ErrorCode::AccountDisabled,
+            Error::Unauthorized => ErrorCode::Unauthorized,
+            Error::UserNotFound | Error::UsersNotFound(_) => ErrorCode::UserNotFound,
+            Error::InvalidName(_) => ErrorCode::InvalidName,
+            Error::InvalidTopic => ErrorCode::InvalidTopic,
+            Error::InvalidRole => ErrorCode::InvalidRole,
+            Error::TooManyMembers(_) => ErrorCode::TooManyMembers,
+            Error::TooFewMembers => ErrorCode::TooFewMembers,
+            Error::ConversationNotFound => ErrorCode::ConversationNotFound,
+            Error::NotAMember => ErrorCode::NotAMember,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::LastOwner => ErrorCode::LastOwner,
+            Error::Archived => ErrorCode::Archived,
+            Error::NameTaken => ErrorCode::NameTaken,
+            Error::EmptyMessage => ErrorCode::EmptyMessage,
+            Error::MessageTooLong(_) => ErrorCode::MessageTooLong,
+            Error::InvalidClientId => ErrorCode::InvalidClientId,
+            Error::ClientIdConflict => ErrorCode::ClientIdConflict,
+            Error::CannotMessageSelf => ErrorCode::CannotMessageSelf,
+            Error::InvalidParameter(_) => ErrorCode::InvalidParameter,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::Unavailable => ErrorCode::Unavailable,
+            Error::Busy { .. } => ErrorCode::ServerBusy,
+            Error::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -109,4 +109,61 @@ impl From<sea_orm::DbErr> for Error {
     fn from(error: sea_orm::DbErr) -> Self {
         Error::Internal(error.into())
     }
+}
+
+/// Every `code` an error body or error frame can carry: the domain's, and those of the HTTP and
+/// WebSocket boundaries (a path that does not exist, a frame that is not JSON). Released codes
+/// never change; the OpenAPI and AsyncAPI documents list them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, poem_openapi::Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum ErrorCode {
+    InvalidUsername,
+    InvalidPassword,
+    UsernameTaken,
+    InvalidCredentials,
+    AccountDisabled,
+    Unauthorized,
+    UserNotFound,
+    InvalidName,
+    InvalidTopic,
+    InvalidRole,
+    TooManyMembers,
+    TooFewMembers,
+    ConversationNotFound,
+    NotAMember,
+    Forbidden,
+    LastOwner,
+    Archived,
+    NameTaken,
+    EmptyMessage,
+    MessageTooLong,
+    InvalidClientId,
+    ClientIdConflict,
+    CannotMessageSelf,
+    InvalidParameter,
+    RateLimited,
+    Unavailable,
+    ServerBusy,
+    InternalError,
+    /// HTTP: no such endpoint.
+    NotFound,
+    /// HTTP: the body is not JSON of the documented shape.
+    InvalidBody,
+    /// HTTP: any other malformed request.
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RequestTimeout,
+    /// HTTP: a WebSocket upgrade from a page of another origin.
+    ForbiddenOrigin,
+    /// WebSocket: a frame that is not JSON.
+    InvalidJson,
+    /// WebSocket: a JSON frame of the wrong shape.
+    InvalidFrame,
+    /// WebSocket: a frame whose `type` the server does not know.
+    UnknownType,
+    /// WebSocket: a second `auth` frame.
+    AlreadyAuthenticated,
 }

@@ -30,7 +30,8 @@ async fn assert_limited(response: reqwest::Response) {
     assert_eq!(response.status().as_u16(), 429);
     let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=3600).contains(&retry_after), "Retry-After {retry_after}");
-    let body: Value = response.json().await.unwrap();
+    let path = response.url().path().to_owned();
+    let (_, body) = into_json("POST", &path, response).await;
     assert_eq!(body["code"], "rate_limited");
 }
 

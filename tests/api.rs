@@ -124,9 +124,7 @@ async fn raw_post(server: &TestServer, path: &str, content_type: &str, body: imp
         .send()
         .await
         .expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    into_json("POST", path, response).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -911,8 +909,8 @@ async fn ready_failure_is_an_error_body() {
     server.app.store.read.close_by_ref().await.unwrap();
     assert_error(server.get("/api/ready", None).await, 503, "unavailable");
     let spec: Value = server.http.get(server.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
-    let schema = &spec["paths"]["/api/ready"]["get"]["responses"]["503"]["content"]["application/json; charset=utf-8"]["schema"];
-    assert_eq!(schema["$ref"], "#/components/schemas/ErrorBody");
+    let response = resolve(&spec, spec["paths"]["/api/ready"]["get"]["responses"]["503"]["$ref"].as_str().unwrap());
+    assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1090,21 +1088,33 @@ async fn the_openapi_document_describes_every_operation_and_its_errors() {
             for tag in tags {
                 assert!(declared_tags.contains(&tag.as_str().unwrap()), "{method} {path}: undeclared tag {tag}");
             }
+            assert!(operation["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} has no description");
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                assert!(parameter["description"].is_string(), "{method} {path}: parameter {} has no description", parameter["name"]);
+            }
             for (status, response) in operation["responses"].as_object().unwrap() {
-                let is_error = status.starts_with('4') || status.starts_with('5');
-                if is_error {
-                    let reference = response["content"]["application/json; charset=utf-8"]["schema"]["$ref"]
-                        .as_str()
-                        .or_else(|| response["content"]["application/json"]["schema"]["$ref"].as_str())
-                        .unwrap_or_else(|| panic!("{method} {path} {status} has no JSON schema: {response}"));
+                let response = match response["$ref"].as_str() {
+                    Some(reference) => resolve(&spec, reference),
+                    None => response,
+                };
+                assert!(response["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status} has no description");
+                let Some(media) = response["content"].get("application/json") else { continue };
+                assert!(media["example"].is_object() || media["example"].is_array() || media["examples"].is_object(), "{method} {path} {status} has no example");
+                if status.starts_with('4') || status.starts_with('5') {
+                    let reference = media["schema"]["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} {status}: {response}"));
                     let schema = resolve(&spec, reference);
                     let mut required: Vec<&str> =
                         schema["required"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
                     required.sort();
                     assert_eq!(required, ["code", "message"], "{method} {path} {status}");
-                    assert_eq!(schema["properties"]["code"]["type"], "string");
-                    assert_eq!(schema["properties"]["message"]["type"], "string");
+                    let codes = &resolve(&spec, schema["properties"]["code"]["allOf"][0]["$ref"].as_str().unwrap())["enum"];
+                    for code in media["examples"].as_object().unwrap().keys() {
+                        assert!(codes.as_array().unwrap().contains(&json!(code)), "{method} {path} {status}: {code}");
+                    }
                 }
+            }
+            if let Some(media) = operation["requestBody"]["content"].get("application/json") {
+                assert!(!media["example"].is_null(), "{method} {path}: the request body has no example");
             }
             operations.insert(format!("{} {path}", method.to_uppercase()), operation.clone());
         }
@@ -1151,10 +1161,33 @@ async fn the_openapi_document_describes_every_operation_and_its_errors() {
     for key in operations.keys().filter(|k| !k.contains("signup") && !k.contains("signin") && !k.contains("health") && !k.contains("ready")) {
         assert!(operations[key]["security"].as_array().is_some_and(|s| !s.is_empty()), "{key} declares its bearer auth");
     }
+    for key in ["POST /api/signup", "POST /api/signin", "GET /api/health", "GET /api/ready"] {
+        assert_eq!(operations[key]["security"], json!([]), "{key} is public");
+    }
+    assert_eq!(spec["servers"], json!([{"url": "/", "description": "The chatd serving this document."}]));
 
     let docs = server.http.get(server.url("/api/docs")).send().await.unwrap();
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}
+
+#[test]
+fn the_contract_check_refuses_what_the_document_does_not_say() {
+    let mut json_headers = reqwest::header::HeaderMap::new();
+    json_headers.insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+    let mut limited = json_headers.clone();
+    limited.insert("retry-after", "30".parse().unwrap());
+    let passes = |status: u16, headers: &reqwest::header::HeaderMap, body: Value| {
+        std::panic::catch_unwind(|| openapi::check_response("POST", "/api/signup", status, headers, &body)).is_ok()
+    };
+    assert!(passes(201, &json_headers, json!({"username": "alice"})));
+    assert!(!passes(201, &json_headers, json!({"username": 5})), "a field of the wrong type");
+    assert!(!passes(201, &json_headers, json!({})), "a required field missing");
+    assert!(!passes(404, &json_headers, json!({"code": "not_found", "message": "x"})), "a status the operation does not list");
+    assert!(!passes(409, &json_headers, json!({"code": "conversation_not_found", "message": "x"})), "a code it does not list");
+    assert!(!passes(409, &json_headers, json!({"code": "no_such_code", "message": "x"})), "a code that does not exist");
+    assert!(passes(429, &limited, json!({"code": "rate_limited", "message": "x"})));
+    assert!(!passes(429, &json_headers, json!({"code": "rate_limited", "message": "x"})), "a required header missing");
 }
 
 fn resolve<'a>(spec: &'a Value, reference: &str) -> &'a Value {

@@ -1,5 +1,8 @@
 //! CLI tests: the real `chatd` binary against a temporary data directory — accounts, schema,
 //! export, the spec, usage errors, and `serve` signing in the accounts the CLI created.
+#[path = "common/openapi.rs"]
+mod openapi;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -146,15 +149,11 @@ impl Served {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        checked("POST", request.send().await.expect("request")).await
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let response = self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        checked("GET", self.http.get(self.url(path)).bearer_auth(token).send().await.expect("request")).await
     }
 
     async fn signin(&self, name: &str, password: &str) -> (u16, Value) {
@@ -745,4 +744,13 @@ fn bad_configuration_fails_with_1() {
     let output = sandbox.chatd(&["serve"]).env("CHATD_DATABASE__WAL_BUDGET_MIB", "1").output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("database.wal_budget_mib"), "{}", stderr_of(&output));
+}
+
+/// The status and JSON body (null when empty) of a response, checked against the OpenAPI document.
+async fn checked(method: &str, response: reqwest::Response) -> (u16, Value) {
+    let (status, path, headers) = (response.status().as_u16(), response.url().path().to_owned(), response.headers().clone());
+    let text = response.text().await.unwrap_or_default();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    openapi::check_response(method, &path, status, &headers, &body);
+    (status, body)
 }

@@ -6,6 +6,8 @@
 
 #[path = "common/asyncapi.rs"]
 mod asyncapi;
+#[path = "common/openapi.rs"]
+mod openapi;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -178,11 +180,11 @@ impl Chatd {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        into_json(request.send().await?).await
+        into_json("POST", request.send().await?).await
     }
 
     async fn get(&self, path: &str, token: &str) -> reqwest::Result<(u16, Value)> {
-        into_json(self.http.get(self.url(path)).bearer_auth(token).send().await?).await
+        into_json("GET", self.http.get(self.url(path)).bearer_auth(token).send().await?).await
     }
 
     /// Signs a new user up and in; returns the token.
@@ -251,10 +253,14 @@ impl Drop for Chatd {
     }
 }
 
-async fn into_json(response: reqwest::Response) -> reqwest::Result<(u16, Value)> {
+/// The status and body, checked against the OpenAPI document.
+async fn into_json(method: &str, response: reqwest::Response) -> reqwest::Result<(u16, Value)> {
     let status = response.status().as_u16();
+    let (path, headers) = (response.url().path().to_owned(), response.headers().clone());
     let text = response.text().await?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    openapi::check_response(method, &path, status, &headers, &body);
+    Ok((status, body))
 }
 
 #[derive(Debug, Clone)]

@@ -626,3 +626,20 @@ async fn export_then_import_then_export_gives_the_same_bytes_with_every_kind_of_
     }
     assert!(kinds.contains(&"conversation_removed".to_owned()) && kinds.contains(&"member_removed".to_owned()), "{kinds:?}");
 }
+
+#[tokio::test]
+async fn a_client_id_cannot_reach_the_events_the_server_stores() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    server.user("bob").await;
+    let id = room(&server, &alice, "general", "public", &["bob"]).await;
+    let (_, page) = history(&server, &alice, id).await;
+    let event = page["messages"].as_array().unwrap().iter().find(|m| m["kind"] == "event").expect("the room's creation is an event").clone();
+    let key = event["client_id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("event-"), "{event}");
+    let path = format!("/api/conversations/{id}/messages");
+    let (status, body) = server.post(&path, Some(&alice.token), json!({"body": "hi", "client_id": key})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_client_id")), "{body}");
+    let (_, after) = history(&server, &alice, id).await;
+    assert_eq!(after["messages"], page["messages"], "nothing stored, the event untouched");
+}

@@ -25,6 +25,8 @@ use crate::{
 
 /// How many entries `sync` reads from the database at a time.
 const SYNC_PAGE: u64 = 500;
+/// Entries in a page of history when the client does not say.
+pub const DEFAULT_HISTORY_PAGE: u64 = 50;
 /// How long a looked-up recipient is trusted before asking the database again, so that an account
 /// disabled or removed by the admin CLI (another process) stops receiving within seconds.
 const PEER_CACHE_TTL: Duration = Duration::from_secs(10);
@@ -170,7 +172,7 @@ impl Chat {
     /// A page of history: the newest `limit` by default, older ones with `before`, newer ones
     /// with `after`.
     pub async fn history(&self, me: &CurrentUser, to: &To, query: HistoryQuery) -> Result<HistoryPage> {
-        let limit = query.limit.unwrap_or(50);
+        let limit = query.limit.unwrap_or(DEFAULT_HISTORY_PAGE);
         if limit == 0 || limit > self.limits.max_page_size {
             return Err(Error::InvalidParameter(format!("limit must be between 1 and {}", self.limits.max_page_size)));
         }

@@ -19,6 +19,7 @@ const LISTED_MEMBERS: u64 = 20;
 const VIEWED_MEMBERS: u64 = 500;
 /// Largest page of the public-room directory.
 pub const MAX_DIRECTORY_PAGE: u64 = 100;
+pub const DEFAULT_DIRECTORY_PAGE: u64 = 50;
 
 /// A new group or room as asked for.
 pub struct NewConversation<'a> {
@@ -138,7 +139,7 @@ impl Chat {
 
     /// Public rooms whose name or topic contains `query`.
     pub async fn directory(&self, me: &CurrentUser, query: &str, limit: Option<u64>) -> Result<Vec<DirectoryEntry>> {
-        let limit = limit.unwrap_or(50);
+        let limit = limit.unwrap_or(DEFAULT_DIRECTORY_PAGE);
         if limit == 0 || limit > MAX_DIRECTORY_PAGE {
             return Err(Error::InvalidParameter(format!("limit must be between 1 and {MAX_DIRECTORY_PAGE}")));
         }

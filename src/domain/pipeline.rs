@@ -476,7 +476,7 @@ impl Writer {
             }
         };
         let body = serde_json::to_string(&change).map_err(Error::internal)?;
-        let client_id = format!("event-{event_id}");
+        let client_id = format!("{}{event_id}", crate::domain::types::EVENT_CLIENT_ID_PREFIX);
         let row = NewMessage { id: event_id, conversation, sender, client_id: &client_id, body: &body, created_at: now, kind: EVENT };
         messages::insert_messages(&txn, std::slice::from_ref(&row)).await?;
         if matches!(change, Change::ConversationRemoved { .. }) {

@@ -88,10 +88,13 @@ impl MessageBody {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientId(String);
 
+pub const EVENT_CLIENT_ID_PREFIX: &str = "event-";
+
 impl ClientId {
     pub fn parse(raw: &str) -> Result<Self> {
         let length = raw.chars().count();
-        if length == 0 || length > 64 || raw.chars().any(char::is_control) {
+        // `event-…` keys are the server's own, for the events it stores beside messages.
+        if length == 0 || length > 64 || raw.chars().any(char::is_control) || raw.starts_with(EVENT_CLIENT_ID_PREFIX) {
             return Err(Error::InvalidClientId);
         }
         Ok(Self(raw.to_owned()))

@@ -1,92 +1,87 @@
 //! The one place where errors become HTTP responses: `{"code", "message"}` JSON with the right
 //! status, for domain errors and for everything poem or poem-openapi reject on their own.
-use poem::{Response, http::StatusCode};
+use poem::{
+    Response,
+    http::{HeaderValue, StatusCode, header},
+};
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorCode};
 
 /// Every error body chatd sends.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
-    /// Stable snake_case identifier, e.g. `username_taken`.
-    pub code: String,
-    /// Human-readable explanation.
+    /// Stable identifier to match on; each operation lists the codes it can answer with.
+    pub code: ErrorCode,
+    /// Human-readable explanation, for people rather than programs.
     pub message: String,
 }
 
-/// The error responses of the API, as described in the OpenAPI document.
+/// An error as poem-openapi sends it. The document's error responses are written per operation
+/// (`api::document`), so these variants carry no descriptions of their own.
 #[derive(Debug, ApiResponse)]
 pub enum ApiError {
-    /// The request is invalid; `code` names what is wrong.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
-    /// Missing, invalid, expired or revoked credentials.
     #[oai(status = 401)]
     Unauthorized(Json<ErrorBody>),
-    /// Not allowed: the account is disabled (`account_disabled`), or the other person is the caller
-    /// (`cannot_message_self`).
     #[oai(status = 403)]
     Forbidden(Json<ErrorBody>),
-    /// No such user or resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Conflicts with existing data (`username_taken`, `client_id_conflict`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
-    /// The request body is larger than `limits.max_request_bytes` (64 KiB by default).
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
-    /// The request body is not `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
-    /// Too many attempts; `Retry-After` says how many seconds to wait.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
-    /// The server failed; details are in its log, never in the response.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The database is not available (`unavailable`), or the server is too busy to take the request
-    /// now (`server_busy`, with `Retry-After`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] Option<u64>),
 }
 
-fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
-    Json(ErrorBody { code: code.to_owned(), message: message.into() })
+/// The one mapping from codes to HTTP statuses.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        InvalidUsername | InvalidPassword | EmptyMessage | MessageTooLong | InvalidClientId | InvalidName | InvalidTopic
+        | InvalidRole | TooManyMembers | TooFewMembers | InvalidParameter | InvalidBody | BadRequest | InvalidJson
+        | InvalidFrame | UnknownType | AlreadyAuthenticated => StatusCode::BAD_REQUEST,
+        InvalidCredentials | Unauthorized => StatusCode::UNAUTHORIZED,
+        // A well-formed request for something the caller may not do.
+        AccountDisabled | CannotMessageSelf | Forbidden | Archived | ForbiddenOrigin => StatusCode::FORBIDDEN,
+        UserNotFound | ConversationNotFound | NotAMember | NotFound => StatusCode::NOT_FOUND,
+        MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        UsernameTaken | ClientIdConflict | LastOwner | NameTaken => StatusCode::CONFLICT,
+        PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        Unavailable | ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        let json = body(error.code(), error.to_string());
-        match error {
-            Error::InvalidUsername(_)
-            | Error::InvalidPassword(_)
-            | Error::EmptyMessage
-            | Error::MessageTooLong(_)
-            | Error::InvalidClientId
-            | Error::InvalidName(_)
-            | Error::InvalidTopic
-            | Error::InvalidRole
-            | Error::TooManyMembers(_)
-            | Error::TooFewMembers
-            | Error::InvalidParameter(_) => ApiError::BadRequest(json),
-            Error::InvalidCredentials | Error::Unauthorized => ApiError::Unauthorized(json),
-            // A well-formed request for something the caller may not do: messages and read markers
-            // with oneself.
-            Error::AccountDisabled | Error::CannotMessageSelf | Error::Forbidden(_) | Error::Archived => {
-                ApiError::Forbidden(json)
-            }
-            Error::UserNotFound | Error::UsersNotFound(_) | Error::ConversationNotFound | Error::NotAMember => {
-                ApiError::NotFound(json)
-            }
-            Error::UsernameTaken | Error::ClientIdConflict | Error::LastOwner | Error::NameTaken => ApiError::Conflict(json),
-            Error::RateLimited { retry_after_secs } => ApiError::TooManyRequests(json, retry_after_secs),
-            Error::Unavailable => ApiError::Unavailable(json, None),
-            Error::Busy { retry_after_secs } => ApiError::Unavailable(json, Some(retry_after_secs)),
+        let code = error.code();
+        let json = Json(ErrorBody { code, message: error.to_string() });
+        let retry_after = match error {
+            Error::RateLimited { retry_after_secs } | Error::Busy { retry_after_secs } => Some(retry_after_secs),
             Error::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
-                ApiError::Internal(json)
+                None
             }
+            _ => None,
+        };
+        match status_of(code) {
+            StatusCode::BAD_REQUEST => ApiError::BadRequest(json),
+            StatusCode::UNAUTHORIZED => ApiError::Unauthorized(json),
+            StatusCode::FORBIDDEN => ApiError::Forbidden(json),
+            StatusCode::NOT_FOUND => ApiError::NotFound(json),
+            StatusCode::CONFLICT => ApiError::Conflict(json),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(json, retry_after.unwrap_or(1)),
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(json, retry_after),
+            _ => ApiError::Internal(json),
         }
     }
 }
@@ -95,32 +90,44 @@ impl From<Error> for ApiError {
 /// JSON, wrong methods, oversized bodies, failed authorisation.
 pub fn error_response(error: poem::Error) -> Response {
     if error.is_from_response() {
-        return error.into_response();
+        let mut response = error.into_response();
+        challenge_if_unauthorized(&mut response);
+        return response;
     }
     let status = error.status();
     let (code, message) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such endpoint".to_owned()),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such endpoint".to_owned()),
         StatusCode::BAD_REQUEST if error.is::<poem_openapi::error::ParseRequestPayloadError>() => {
-            ("invalid_body", format!("the request body is not valid: {}", error))
+            (ErrorCode::InvalidBody, format!("the request body is not valid: {}", error))
         }
-        StatusCode::BAD_REQUEST => ("invalid_parameter", error.to_string()),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "missing, invalid, expired or revoked token".to_owned()),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this endpoint does not accept that method".to_owned()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large".to_owned()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", error.to_string()),
+        StatusCode::BAD_REQUEST => (ErrorCode::InvalidParameter, error.to_string()),
+        StatusCode::UNAUTHORIZED => (ErrorCode::Unauthorized, Error::Unauthorized.to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => (ErrorCode::MethodNotAllowed, "this endpoint does not accept that method".to_owned()),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "the request body is too large".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (ErrorCode::UnsupportedMediaType, error.to_string()),
         status if status.is_server_error() => {
             tracing::error!(error = %error, "request failed");
-            ("internal_error", "internal error".to_owned())
+            (ErrorCode::InternalError, "internal error".to_owned())
         }
-        _ => ("bad_request", error.to_string()),
+        _ => (ErrorCode::BadRequest, error.to_string()),
     };
-    json_response(status, code, message)
+    let mut response = json_response(code, message);
+    response.set_status(status);
+    response
 }
 
-pub fn json_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+/// An error response outside poem-openapi's handlers, with the status its code maps to.
+pub fn json_response(code: ErrorCode, message: impl Into<String>) -> Response {
     let payload = serde_json::json!({ "code": code, "message": message.into() });
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(payload.to_string())
+    let mut response =
+        Response::builder().status(status_of(code)).content_type("application/json; charset=utf-8").body(payload.to_string());
+    challenge_if_unauthorized(&mut response);
+    response
+}
+
+/// A 401 says how to authenticate (RFC 9110 §11.6.1).
+fn challenge_if_unauthorized(response: &mut Response) {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="chatd""#));
+    }
 }

@@ -1,24 +1,24 @@
 //! `GET /metrics`: Prometheus text format, when enabled; behind a bearer token when one is set.
 use poem::{
     Request, Response, handler,
-    http::{StatusCode, header},
+    http::header,
     web::Data,
 };
 
 use super::error::json_response;
-use crate::App;
+use crate::{App, error::ErrorCode};
 
 #[handler]
 pub fn metrics_endpoint(req: &Request, Data(app): Data<&App>) -> Response {
     let config = &app.config.metrics;
     let rendered = match crate::monitoring::render() {
         Some(text) if config.enabled => text,
-        _ => return json_response(StatusCode::NOT_FOUND, "not_found", "metrics are disabled (metrics.enabled)"),
+        _ => return json_response(ErrorCode::NotFound, "metrics are disabled (metrics.enabled)"),
     };
     if !config.token.is_empty() {
         let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|token| constant_time_eq(token.as_bytes(), config.token.as_bytes())) {
-            return json_response(StatusCode::UNAUTHORIZED, "unauthorized", "metrics need the configured bearer token");
+            return json_response(ErrorCode::Unauthorized, "metrics need the configured bearer token");
         }
     }
     Response::builder().content_type("text/plain; version=0.0.4; charset=utf-8").body(rendered)

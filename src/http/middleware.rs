@@ -5,11 +5,11 @@ use std::time::Instant;
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response, Result,
     error::ReadBodyError,
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{HeaderValue, Method, header},
 };
 
 use super::error::json_response;
-use crate::{App, monitoring};
+use crate::{App, error::ErrorCode, monitoring};
 
 /// The web app needs no inline scripts and no inline styles but the ones Angular adds, which
 /// carry the nonce of the page that loaded it (see `spa`). `connect-src 'self'` covers the
@@ -74,7 +74,7 @@ fn timed_out_reading(error: &std::io::Error) -> bool {
 }
 
 fn timed_out() -> Response {
-    json_response(StatusCode::REQUEST_TIMEOUT, "request_timeout", "the request body did not arrive in time")
+    json_response(ErrorCode::RequestTimeout, "the request body did not arrive in time")
 }
 
 /// Bodies larger than `limits.max_request_bytes` get 413, whether they announce their length or
@@ -88,7 +88,7 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Respon
         .data::<App>()
         .map(|app| (app.config.limits.max_request_bytes, app.config.limits.request_timeout_secs))
         .unwrap_or((64 * 1024, 15));
-    let too_large = || json_response(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("request bodies are limited to {limit} bytes"));
+    let too_large = || json_response(ErrorCode::PayloadTooLarge, format!("request bodies are limited to {limit} bytes"));
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Ok(too_large());

@@ -1,7 +1,7 @@
 //! `GET /ws`: checks the browser origin, then upgrades and hands the socket to the realtime layer.
 use poem::{
     IntoResponse, Request, Response, handler,
-    http::{StatusCode, header},
+    http::header,
     web::{
         Data,
         websocket::{WebSocket, WebSocketConfig},
@@ -9,7 +9,7 @@ use poem::{
 };
 
 use super::error::json_response;
-use crate::{App, realtime::connection::serve_connection};
+use crate::{App, error::ErrorCode, realtime::connection::serve_connection};
 
 /// Small buffers keep idle sockets cheap; frames above the request limit close the socket (1009).
 /// A chat frame is a few hundred bytes, and the buffer grows for a larger one. Measured on
@@ -23,7 +23,7 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 #[handler]
 pub async fn websocket(req: &Request, ws: WebSocket, Data(app): Data<&App>) -> Response {
     if !origin_allowed(req, &app.config) {
-        return json_response(StatusCode::FORBIDDEN, "forbidden_origin", "this origin may not open a WebSocket here");
+        return json_response(ErrorCode::ForbiddenOrigin, "this origin may not open a WebSocket here");
     }
     let limit = app.config.limits.max_request_bytes;
     let config = WebSocketConfig::default()

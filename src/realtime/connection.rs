@@ -18,7 +18,7 @@ use super::{
 use crate::{
     app::App,
     domain::{CurrentUser, MessageId, SocketId, chat::To},
-    error::Error,
+    error::{Error, ErrorCode},
 };
 
 
@@ -176,7 +176,7 @@ impl Connection {
             last_heard = tokio::time::Instant::now();
             match frame {
                 Some(Ok(WsMessage::Text(text))) => Box::pin(self.handle_text(&text)).await,
-                Some(Ok(WsMessage::Binary(_))) => self.reply_error("invalid_frame", "frames must be JSON text", None),
+                Some(Ok(WsMessage::Binary(_))) => self.reply_error(ErrorCode::InvalidFrame, "frames must be JSON text", None),
                 Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => {}
                 Some(Ok(WsMessage::Close(_))) | None => return Ending::Drain,
                 Some(Err(error)) => {
@@ -262,7 +262,7 @@ impl Connection {
                 Ok(())
             }
             ClientFrame::Auth { .. } => {
-                return self.reply_error("already_authenticated", "this socket is already authenticated", None);
+                return self.reply_error(ErrorCode::AlreadyAuthenticated, "this socket is already authenticated", None);
             }
         };
         if let Err(error) = result {
@@ -298,7 +298,7 @@ impl Connection {
         self.outbox.push(Outbound::Text(frame));
     }
 
-    fn reply_error(&self, code: &str, message: &str, client_id: Option<&str>) {
+    fn reply_error(&self, code: ErrorCode, message: &str, client_id: Option<&str>) {
         self.reply(ServerFrame::Error { code, message, client_id }.to_text());
     }
 }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{ConversationId, Message, MessageId, format_time};
+use crate::{
+    domain::{ConversationId, Message, MessageId, format_time},
+    error::ErrorCode,
+};
 
 /// Close codes: the standard ones chatd uses, and its own (4000–4999 are for applications).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -116,7 +119,6 @@ pub enum ServerFrame<'a> {
     /// person of a direct conversation.
     ReadMarker {
         conversation_id: ConversationId,
-        #[serde(skip_serializing_if = "Option::is_none")]
         peer: Option<&'a str>,
         up_to: MessageId,
     },
@@ -124,9 +126,8 @@ pub enum ServerFrame<'a> {
         last_id: MessageId,
     },
     Error {
-        code: &'a str,
+        code: ErrorCode,
         message: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
         client_id: Option<&'a str>,
     },
     Pong,
@@ -160,7 +161,7 @@ pub fn entry_frame(message: &Message) -> Arc<str> {
 
 /// Why a client frame could not be understood, as the `error` frame's code and message.
 pub struct FrameError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -184,7 +185,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
         && by_name == by_id
     {
         return Err(FrameError {
-            code: "invalid_frame",
+            code: ErrorCode::InvalidFrame,
             message: format!("name the conversation with exactly one of `conversation_id` and `{name_field}`"),
         });
     }
@@ -193,14 +194,14 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, FrameError> {
 
 fn explain(text: &str, error: String) -> FrameError {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
-        return FrameError { code: "invalid_json", message: format!("not valid JSON: {error}") };
+        return FrameError { code: ErrorCode::InvalidJson, message: format!("not valid JSON: {error}") };
     };
     match value.get("type").and_then(|t| t.as_str()) {
-        None => FrameError { code: "invalid_frame", message: "a frame is a JSON object with a string `type`".into() },
+        None => FrameError { code: ErrorCode::InvalidFrame, message: "a frame is a JSON object with a string `type`".into() },
         Some(kind) if !KNOWN_TYPES.contains(&kind) => {
-            FrameError { code: "unknown_type", message: format!("unknown frame type `{kind}`") }
+            FrameError { code: ErrorCode::UnknownType, message: format!("unknown frame type `{kind}`") }
         }
-        Some(kind) => FrameError { code: "invalid_frame", message: format!("invalid `{kind}` frame: {error}") },
+        Some(kind) => FrameError { code: ErrorCode::InvalidFrame, message: format!("invalid `{kind}` frame: {error}") },
     }
 }
 
@@ -239,13 +240,13 @@ mod tests {
     #[test]
     fn explains_bad_frames() {
         let code = |text: &str| parse_client_frame(text).err().map(|e| e.code);
-        assert_eq!(code("{not json"), Some("invalid_json"));
-        assert_eq!(code(r#"{"type":"shout"}"#), Some("unknown_type"));
-        assert_eq!(code(r#"["ping"]"#), Some("invalid_frame"));
-        assert_eq!(code(r#"{"type":"sync","after":"x"}"#), Some("invalid_frame"));
-        assert_eq!(code(r#"{"type":"typing","to":"bob","extra":1}"#), Some("invalid_frame"));
-        assert_eq!(code(r#"{"type":"typing"}"#), Some("invalid_frame"), "no conversation named");
-        assert_eq!(code(r#"{"type":"typing","to":"bob","conversation_id":1}"#), Some("invalid_frame"), "two named");
+        assert_eq!(code("{not json"), Some(ErrorCode::InvalidJson));
+        assert_eq!(code(r#"{"type":"shout"}"#), Some(ErrorCode::UnknownType));
+        assert_eq!(code(r#"["ping"]"#), Some(ErrorCode::InvalidFrame));
+        assert_eq!(code(r#"{"type":"sync","after":"x"}"#), Some(ErrorCode::InvalidFrame));
+        assert_eq!(code(r#"{"type":"typing","to":"bob","extra":1}"#), Some(ErrorCode::InvalidFrame));
+        assert_eq!(code(r#"{"type":"typing"}"#), Some(ErrorCode::InvalidFrame), "no conversation named");
+        assert_eq!(code(r#"{"type":"typing","to":"bob","conversation_id":1}"#), Some(ErrorCode::InvalidFrame), "two named");
     }
 
     #[test]
@@ -256,8 +257,8 @@ mod tests {
             r#"{"type":"presence","username":"bob","online":false}"#
         );
         assert_eq!(
-            &*ServerFrame::Error { code: "x", message: "y", client_id: None }.to_text(),
-            r#"{"type":"error","code":"x","message":"y"}"#
+            &*ServerFrame::Error { code: ErrorCode::InternalError, message: "y", client_id: None }.to_text(),
+            r#"{"type":"error","code":"internal_error","message":"y","client_id":null}"#
         );
         let event = Message {
             id: MessageId(9),

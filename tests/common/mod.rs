@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod asyncapi;
+pub mod openapi;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -83,7 +84,7 @@ impl TestServer {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        into_json(request.send().await.expect("request")).await
+        into_json("POST", path, request.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -91,11 +92,12 @@ impl TestServer {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        into_json(request.send().await.expect("request")).await
+        into_json("GET", path, request.send().await.expect("request")).await
     }
 
     /// Any method, with an optional token and an optional JSON body.
     pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let verb = method;
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
@@ -104,7 +106,7 @@ impl TestServer {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        into_json(request.send().await.expect("request")).await
+        into_json(verb, path, request.send().await.expect("request")).await
     }
 
     pub async fn signup(&self, name: &str) -> (u16, Value) {
@@ -148,10 +150,14 @@ impl Drop for TestServer {
     }
 }
 
-async fn into_json(response: reqwest::Response) -> (u16, Value) {
+/// The status and JSON body (null when empty), checked against the OpenAPI document.
+pub async fn into_json(method: &str, path: &str, response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    openapi::check_response(method, path, status, &headers, &body);
+    (status, body)
 }
 
 /// The `chatd` binary with a configuration of the test's own: no inherited `CHATD_*` variable,

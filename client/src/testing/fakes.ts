@@ -83,6 +83,7 @@ export function message(
     created_at: new Date(Date.UTC(2026, 10, 24, 10, 0, id)).toISOString(),
     client_id: `cid-${id}`,
     kind: 'text',
+    event: null,
     ...extra,
   };
 }
@@ -94,8 +95,7 @@ export function roomMessage(
   body: string,
   extra: Partial<Message> = {},
 ): Message {
-  const { to: _to, ...rest } = message(from, '', body, extra);
-  return { ...rest, conversation_id: conversationId };
+  return { ...message(from, '', body, extra), to: null, conversation_id: conversationId };
 }
 
 let nextConversation = 900_000;
@@ -117,6 +117,9 @@ export function directSummary(
   return {
     id,
     kind: 'direct',
+    name: null,
+    topic: null,
+    visibility: null,
     archived: false,
     members: [
       { username: 'alice', role: 'member', online: true, read_up_to: options.readUpTo ?? 0 },
@@ -131,7 +134,7 @@ export function directSummary(
     my_role: 'member',
     unread: options.unread ?? 0,
     read_up_to: options.readUpTo ?? 0,
-    ...(last ? { last_message: last } : {}),
+    last_message: last ?? null,
     last_activity_id: last?.id ?? 0,
     created_at: '2026-11-24T09:00:00.000Z',
   };
@@ -171,21 +174,19 @@ export function roomSummary(
   return {
     id,
     kind,
-    ...(options.name !== null
-      ? { name: options.name ?? (kind === 'room' ? `room${id}` : undefined) }
-      : {}),
-    ...(options.topic !== undefined ? { topic: options.topic } : {}),
-    ...(kind === 'room' ? { visibility: options.visibility ?? 'public' } : {}),
+    name: options.name === null ? null : (options.name ?? (kind === 'room' ? `room${id}` : null)),
+    topic: options.topic ?? null,
+    visibility: kind === 'room' ? (options.visibility ?? 'public') : null,
     archived: options.archived ?? false,
     members,
     member_count: options.memberCount ?? members.length,
-    ...(myRole ? { my_role: myRole } : {}),
+    my_role: myRole ?? null,
     unread: options.unread ?? 0,
     read_up_to: options.readUpTo ?? 0,
-    ...(options.last ? { last_message: { ...options.last, conversation_id: id } } : {}),
+    last_message: options.last ? { ...options.last, conversation_id: id } : null,
     last_activity_id: options.lastActivity ?? options.last?.id ?? id,
     created_at: '2026-11-24T09:00:00.000Z',
-  } as ConversationDto;
+  };
 }
 
 /** A REST API answering from plain data, recording what it was asked. */

@@ -1,13 +1,13 @@
 //! Sign up, sign in, sign out, and the signed-in user.
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
 
 use super::{
     ApiTags,
-    fields::{PasswordRule, Text, UsernameRule},
+    fields::{PasswordRule, Text, Timestamp, UsernameRule},
 };
 use crate::{
-    App, domain,
+    App,
     http::{auth::BearerAuth, client_address::ClientAddress, error::ApiError},
 };
 
@@ -26,11 +26,16 @@ pub struct SignedUp {
     pub username: String,
 }
 
+#[derive(Debug, Clone, Copy, Enum)]
+pub enum TokenType {
+    /// Send it as `Authorization: Bearer <access_token>`.
+    Bearer,
+}
+
 #[derive(Debug, Object)]
 pub struct Token {
     pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
+    pub token_type: TokenType,
     /// Seconds until the token expires.
     pub expires_in: u64,
     pub username: String,
@@ -40,8 +45,7 @@ pub struct Token {
 pub struct Me {
     pub username: String,
     pub is_admin: bool,
-    /// RFC 3339, UTC.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 #[derive(ApiResponse)]
@@ -63,25 +67,37 @@ pub struct AccountsApi;
 #[OpenApi(tag = "ApiTags::Accounts")]
 impl AccountsApi {
     /// Create an account.
+    ///
+    /// Usernames are case-insensitive and stored in lowercase. Sign-ups are limited per address
+    /// (`rate_limited`, 429 with `Retry-After`); a server busy hashing passwords answers 503
+    /// `server_busy` with `Retry-After`. The new account is not signed in: call `signin` next.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
     async fn signup(&self, app: Data<&App>, client: Data<&ClientAddress>, body: Json<Credentials>) -> Result<SignUpResponse, ApiError> {
         let user = app.accounts.sign_up(&body.username, &body.password, client.0.0).await?;
         Ok(SignUpResponse::Created(Json(SignedUp { username: user.username })))
     }
 
-    /// Sign in and receive a bearer token. Unknown users and wrong passwords get the same answer.
+    /// Sign in and receive a bearer token.
+    ///
+    /// Unknown users and wrong passwords get the same answer (401 `invalid_credentials`). The
+    /// token is sent as `Authorization: Bearer <access_token>` and on the WebSocket's `auth` frame;
+    /// it expires after `expires_in` seconds, and each sign-in is a session of its own that
+    /// `signout` ends. Repeated failures are limited per account and per address (429).
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(&self, app: Data<&App>, client: Data<&ClientAddress>, body: Json<Credentials>) -> Result<Json<Token>, ApiError> {
         let issued = app.accounts.sign_in(&body.username, &body.password, client.0.0).await?;
         Ok(Json(Token {
             access_token: issued.access_token,
-            token_type: "Bearer".into(),
+            token_type: TokenType::Bearer,
             expires_in: issued.expires_in,
             username: issued.username,
         }))
     }
 
-    /// Revoke this token and close the sockets opened with it.
+    /// Sign out: revoke this token.
+    ///
+    /// The sockets opened with this token are closed (close code 4001); the user's other sessions
+    /// are untouched.
     #[oai(path = "/signout", method = "post", operation_id = "signout")]
     async fn signout(&self, app: Data<&App>, auth: BearerAuth) -> Result<SignOutResponse, ApiError> {
         app.accounts.sign_out(&auth.0).await?;
@@ -90,9 +106,11 @@ impl AccountsApi {
     }
 
     /// The signed-in user.
+    ///
+    /// A cheap way to check that a token still works.
     #[oai(path = "/me", method = "get", operation_id = "me")]
     async fn me(&self, auth: BearerAuth) -> Result<Json<Me>, ApiError> {
         let me = auth.0;
-        Ok(Json(Me { username: me.username, is_admin: me.is_admin, created_at: domain::format_time(me.created_at) }))
+        Ok(Json(Me { username: me.username, is_admin: me.is_admin, created_at: Timestamp::from_millis(me.created_at) }))
     }
 }

@@ -10,7 +10,7 @@ use poem_openapi::{
 
 use super::{
     ApiTags, HistoryDto, MessageDto, NewMessage, ReadMarker, SendResponse,
-    fields::{NameRule, Text, TopicRule, UsernameRule},
+    fields::{NameRule, Text, Timestamp, TopicRule, UsernameRule},
 };
 use crate::{
     App,
@@ -119,8 +119,7 @@ pub struct ConversationDto {
     pub last_message: Option<MessageDto>,
     /// The newest stream id in the conversation, message or event: what "recent activity" sorts by.
     pub last_activity_id: i64,
-    /// RFC 3339, UTC.
-    pub created_at: String,
+    pub created_at: Timestamp,
 }
 
 impl From<ConversationView> for ConversationDto {
@@ -146,7 +145,7 @@ impl From<ConversationView> for ConversationDto {
             read_up_to: c.read_up_to.0,
             last_message: c.last_message.map(MessageDto::from),
             last_activity_id: c.last_activity.0,
-            created_at: domain::format_time(c.created_at),
+            created_at: Timestamp::from_millis(c.created_at),
         }
     }
 }
@@ -231,6 +230,10 @@ pub enum Done {
     Done,
 }
 
+fn default_directory_page() -> u64 {
+    domain::conversations::DEFAULT_DIRECTORY_PAGE
+}
+
 fn names(list: &[Text<UsernameRule>]) -> Vec<String> {
     list.iter().map(|n| n.as_str().to_owned()).collect()
 }
@@ -239,14 +242,21 @@ pub struct ConversationsApi;
 
 #[OpenApi(tag = "ApiTags::Conversations")]
 impl ConversationsApi {
-    /// My conversations of every kind, most recent activity first.
+    /// My conversations of every kind.
+    ///
+    /// Most recent activity first (`last_activity_id`), each with up to 20 members, my role,
+    /// unread count and read marker, and the last message (null when there is none).
     #[oai(path = "/conversations", method = "get", operation_id = "listConversations")]
     async fn list(&self, app: Data<&App>, auth: BearerAuth) -> Result<Json<Vec<ConversationDto>>, ApiError> {
         let list = app.chat.conversations(&auth.0).await?;
         Ok(Json(list.into_iter().map(ConversationDto::from).collect()))
     }
 
-    /// Start a group (3–50 people) or a room.
+    /// Start a group or a room.
+    ///
+    /// A group has 3–50 people with the caller and no roles; a room is named (unique, ignoring
+    /// case), public or private, and the caller becomes its owner. Every member's sockets get
+    /// `conversation_created`. A direct conversation needs no creating: send its first message.
     #[oai(path = "/conversations", method = "post", operation_id = "createConversation")]
     async fn create(&self, app: Data<&App>, auth: BearerAuth, body: Json<NewConversationBody>) -> Result<CreatedConversation, ApiError> {
         let members = names(&body.members);
@@ -268,47 +278,99 @@ impl ConversationsApi {
     }
 
     /// One conversation with its members.
+    ///
+    /// Up to 500 members, owners first. A conversation the caller may not see answers 404, like
+    /// one that does not exist; a public room can be looked at before joining (`my_role` null).
     #[oai(path = "/conversations/:id", method = "get", operation_id = "getConversation")]
-    async fn get(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Json<ConversationDto>, ApiError> {
+    async fn get(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+    ) -> Result<Json<ConversationDto>, ApiError> {
         Ok(Json(app.chat.conversation(&auth.0, ConversationId(id.0)).await?.into()))
     }
 
-    /// Rename, set the topic, archive or unarchive (room owners and admins; anyone in a group may
-    /// rename it).
+    /// Rename, set the topic, archive or unarchive.
+    ///
+    /// A room's owners and admins may change it; anyone in a group may rename it. Fields left
+    /// out stay as they are. An archived room can be read but not written to.
     #[oai(path = "/conversations/:id", method = "patch", operation_id = "updateConversation")]
-    async fn update(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<ConversationPatchBody>) -> Result<Json<ConversationDto>, ApiError> {
+    async fn update(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+        body: Json<ConversationPatchBody>,
+    ) -> Result<Json<ConversationDto>, ApiError> {
         let patch = ConversationPatch { name: body.name.as_deref(), topic: body.topic.as_deref(), archived: body.archived };
         Ok(Json(app.chat.update_conversation(&auth.0, ConversationId(id.0), patch).await?.into()))
     }
 
-    /// Delete a room, with its messages (its owners and server admins).
+    /// Delete a room, with its messages.
+    ///
+    /// Its owners and server admins may; members' sockets get `conversation_deleted`. This cannot
+    /// be undone.
     #[oai(path = "/conversations/:id", method = "delete", operation_id = "deleteConversation")]
-    async fn delete(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Done, ApiError> {
+    async fn delete(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+    ) -> Result<Done, ApiError> {
         app.chat.delete_conversation(&auth.0, ConversationId(id.0)).await?;
         Ok(Done::Done)
     }
 
-    /// Add people; those already in are left as they are.
+    /// Add people to a group or room.
+    ///
+    /// Those already in are left as they are. In a room, owners and admins add people (with a
+    /// role); in a group, any member may.
     #[oai(path = "/conversations/:id/members", method = "post", operation_id = "addMembers")]
-    async fn add_members(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<AddMembers>) -> Result<Json<ConversationDto>, ApiError> {
+    async fn add_members(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+        body: Json<AddMembers>,
+    ) -> Result<Json<ConversationDto>, ApiError> {
         let role = body.role.map(RoleDto::as_str);
         Ok(Json(app.chat.add_members(&auth.0, ConversationId(id.0), &names(&body.usernames), role).await?.into()))
     }
 
-    /// Remove someone; my own name means I leave. The last owner of a room must hand over first.
+    /// Remove someone, or leave.
+    ///
+    /// My own name means I leave. The last owner of a room must make someone else owner first
+    /// (409 `last_owner`).
     #[oai(path = "/conversations/:id/members/:username", method = "delete", operation_id = "removeMember")]
-    async fn remove_member(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, username: Path<String>) -> Result<Done, ApiError> {
+    async fn remove_member(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+        /// The member's username (case-insensitive); my own to leave.
+        username: Path<String>,
+    ) -> Result<Done, ApiError> {
         app.chat.remove_member(&auth.0, ConversationId(id.0), &username.0).await?;
         Ok(Done::Done)
     }
 
-    /// Give a member of a room another role (its owners).
+    /// Give a member of a room another role.
+    ///
+    /// Its owners may. The last owner cannot step down (409 `last_owner`).
     #[oai(path = "/conversations/:id/members/:username/role", method = "put", operation_id = "setRole")]
     async fn set_role(
         &self,
         app: Data<&App>,
         auth: BearerAuth,
+        /// The conversation's id.
         id: Path<i64>,
+        /// The member's username (case-insensitive).
         username: Path<String>,
         body: Json<RoleBody>,
     ) -> Result<Json<ConversationDto>, ApiError> {
@@ -316,46 +378,81 @@ impl ConversationsApi {
     }
 
     /// Join a public room.
+    ///
+    /// Joining a room one is already in changes nothing. Private rooms are joined by being added.
     #[oai(path = "/conversations/:id/join", method = "post", operation_id = "joinRoom")]
-    async fn join(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>) -> Result<Json<ConversationDto>, ApiError> {
+    async fn join(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+    ) -> Result<Json<ConversationDto>, ApiError> {
         Ok(Json(app.chat.join(&auth.0, ConversationId(id.0)).await?.into()))
     }
 
-    /// A page of a conversation's timeline (messages and events): the newest `limit` by default,
-    /// older ones with `before`, newer ones with `after`.
+    /// A page of a conversation's timeline: messages and events.
+    ///
+    /// Without `before` and `after`: the newest `limit` entries. With `before`: the newest
+    /// `limit` entries older than it. With `after`: the oldest `limit` entries newer than it
+    /// (catching up). With both: entries strictly between them, oldest first from `after`. Pages
+    /// are always in ascending id order; `has_more` says whether more entries lie beyond the
+    /// page in the direction of travel (older without `after`, newer with it).
     #[oai(path = "/conversations/:id/messages", method = "get", operation_id = "getConversationMessages")]
     async fn history(
         &self,
         app: Data<&App>,
         auth: BearerAuth,
+        /// The conversation's id.
         id: Path<i64>,
-        /// Only messages with a smaller id.
+        /// Only entries with a smaller id: the page ends right before it (page backwards with the
+        /// smallest id of the previous page).
         #[oai(validator(minimum(value = "0")))]
         before: Query<Option<i64>>,
-        /// Only messages with a larger id (the page starts right after it).
+        /// Only entries with a larger id: the page starts right after it (page forwards with the
+        /// largest id of the previous page).
         #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
-        /// 1–100, default 50.
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<u64>>,
+        /// How many entries a page holds at most (at most `limits.max_page_size`, 100 by default).
+        #[oai(default = "super::default_history_page", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<u64>,
     ) -> Result<Json<HistoryDto>, ApiError> {
-        let query = HistoryQuery { before: before.0.map(MessageId), after: after.0.map(MessageId), limit: limit.0 };
+        let query = HistoryQuery { before: before.0.map(MessageId), after: after.0.map(MessageId), limit: Some(limit.0) };
         let page = app.chat.history(&auth.0, &To::Conversation(ConversationId(id.0)), query).await?;
         Ok(Json(HistoryDto::from(page)))
     }
 
     /// Send a message to a conversation I am a member of.
+    ///
+    /// 201 once it is committed; it is then delivered to every member's sockets. A resend with
+    /// the same `client_id` answers 200 with the stored message and delivers nothing again.
     #[oai(path = "/conversations/:id/messages", method = "post", operation_id = "sendToConversation")]
-    async fn send(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<NewMessage>) -> Result<SendResponse, ApiError> {
+    async fn send(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+        body: Json<NewMessage>,
+    ) -> Result<SendResponse, ApiError> {
         let to = To::Conversation(ConversationId(id.0));
         let sent = app.chat.send_and_wait(&auth.0, &to, &body.body, body.client_id.as_deref()).await?;
         Ok(SendResponse::from(sent))
     }
 
-    /// Move my read marker; my other sockets get `read_marker`, the other members of a direct or
-    /// group conversation `read`.
+    /// Move my read marker.
+    ///
+    /// It never moves back and never beyond the newest entry; the stored marker is returned. My
+    /// other sockets get `read_marker`, the other members of a direct or group conversation `read`.
     #[oai(path = "/conversations/:id/read", method = "post", operation_id = "markConversationRead")]
-    async fn mark_read(&self, app: Data<&App>, auth: BearerAuth, id: Path<i64>, body: Json<ReadMarker>) -> Result<Json<ConversationReadState>, ApiError> {
+    async fn mark_read(
+        &self,
+        app: Data<&App>,
+        auth: BearerAuth,
+        /// The conversation's id.
+        id: Path<i64>,
+        body: Json<ReadMarker>,
+    ) -> Result<Json<ConversationReadState>, ApiError> {
         let to = To::Conversation(ConversationId(id.0));
         let (conversation, up_to) = app.chat.mark_read(&auth.0, &to, MessageId(body.up_to.0), None).await?;
         Ok(Json(ConversationReadState { conversation_id: conversation.0, up_to: up_to.0 }))
@@ -366,7 +463,9 @@ pub struct RoomsApi;
 
 #[OpenApi(tag = "ApiTags::Rooms")]
 impl RoomsApi {
-    /// The public rooms whose name or topic contains `q` (all when empty), with whether I am in each.
+    /// The directory of public rooms.
+    ///
+    /// Those whose name or topic contains `q` (all when empty), with whether I am in each.
     #[oai(path = "/rooms", method = "get", operation_id = "listRooms")]
     async fn directory(
         &self,
@@ -375,11 +474,11 @@ impl RoomsApi {
         /// Part of a name or topic; case-insensitive.
         #[oai(validator(max_length = 80))]
         q: Query<Option<String>>,
-        /// 1–100, default 50.
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<u64>>,
+        /// How many rooms to return at most.
+        #[oai(default = "default_directory_page", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<u64>,
     ) -> Result<Json<Vec<RoomDto>>, ApiError> {
-        let rooms = app.chat.directory(&auth.0, q.0.as_deref().unwrap_or_default(), limit.0).await?;
+        let rooms = app.chat.directory(&auth.0, q.0.as_deref().unwrap_or_default(), Some(limit.0)).await?;
         Ok(Json(rooms.into_iter().map(RoomDto::from).collect()))
     }
 }

@@ -140,13 +140,13 @@ impl TextRule for BodyRule {
     }
 }
 
-/// 1–64 characters, none of them a control character.
+/// 1–64 characters, none of them a control character, not starting with `event-`.
 pub struct ClientIdRule;
 impl TextRule for ClientIdRule {
     const MIN_LENGTH: Option<usize> = Some(1);
     const MAX_LENGTH: Option<usize> = Some(64);
     fn pattern() -> Option<String> {
-        Some(r"^[^\u0000-\u001f\u007f-\u009f]*$".into())
+        Some(r"^(?!event-)[^\u0000-\u001f\u007f-\u009f]*$".into())
     }
 }
 
@@ -205,6 +205,51 @@ impl ParseFromJSON for MessageIdField {
 impl ToJSON for MessageIdField {
     fn to_json(&self) -> Option<Value> {
         Some(Value::from(self.0))
+    }
+}
+
+/// A time as sent in responses: RFC 3339 in UTC with milliseconds, `format: date-time`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timestamp(String);
+
+impl Timestamp {
+    /// From the stored milliseconds since the epoch.
+    pub fn from_millis(millis: i64) -> Self {
+        Self(crate::domain::format_time(millis))
+    }
+}
+
+impl Type for Timestamp {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> Cow<'static, str> {
+        "string_date-time".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "date-time")))
+    }
+
+    fn as_raw_value(&self) -> Option<&String> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a String> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl ParseFromJSON for Timestamp {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        String::parse_from_json(value).map(Self).map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for Timestamp {
+    fn to_json(&self) -> Option<Value> {
+        Some(Value::String(self.0.clone()))
     }
 }
 

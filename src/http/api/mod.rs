@@ -2,6 +2,7 @@
 mod accounts;
 mod conversations;
 mod direct;
+mod document;
 pub mod fields;
 mod system;
 mod users;
@@ -19,7 +20,8 @@ use serde_json::Value;
 pub use accounts::Credentials;
 pub use conversations::{AddMembers, ConversationPatchBody, NewConversationBody, RoleBody};
 
-use self::fields::{BodyRule, ClientIdRule, MessageIdField, Text};
+pub use self::document::{MAX_NAMES_PER_REQUEST, document};
+use self::fields::{BodyRule, ClientIdRule, MessageIdField, Text, Timestamp};
 use crate::domain;
 
 #[derive(Tags)]
@@ -51,12 +53,10 @@ pub struct MessageDto {
     pub to: Option<String>,
     /// The text (for an event: a sentence describing it).
     pub body: String,
-    /// RFC 3339, UTC.
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The sender's idempotency key.
     pub client_id: String,
-    /// `text` or `event`.
-    pub kind: String,
+    pub kind: MessageKind,
     /// For an event: what happened, as in the event's WebSocket frame (`type`, `by`, …); null for
     /// a message.
     pub event: Option<Value>,
@@ -70,12 +70,21 @@ impl From<domain::Message> for MessageDto {
             from: m.from,
             to: m.to,
             body: m.body,
-            created_at: domain::format_time(m.created_at),
+            created_at: Timestamp::from_millis(m.created_at),
             client_id: m.client_id,
-            kind: if m.event.is_some() { "event" } else { "text" }.into(),
+            kind: if m.event.is_some() { MessageKind::Event } else { MessageKind::Text },
             event: m.event.map(|e| serde_json::to_value(e).expect("changes serialise")),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Something a person wrote.
+    Text,
+    /// A change to the conversation (someone joined, the topic changed, …), shown in the timeline.
+    Event,
 }
 
 #[derive(Debug, Object)]
@@ -126,6 +135,11 @@ impl From<domain::writes::Sent> for SendResponse {
     }
 }
 
+/// `limit`'s default for pages of history.
+fn default_history_page() -> u64 {
+    domain::chat::DEFAULT_HISTORY_PAGE
+}
+
 pub type Api =
     (accounts::AccountsApi, users::UsersApi, direct::DirectApi, conversations::ConversationsApi, conversations::RoomsApi, system::SystemApi);
 
@@ -136,94 +150,21 @@ pub fn service() -> OpenApiService<Api, ()> {
         (accounts::AccountsApi, users::UsersApi, direct::DirectApi, conversations::ConversationsApi, conversations::RoomsApi, system::SystemApi);
     OpenApiService::new(api, "chatd", env!("CARGO_PKG_VERSION"))
         .description(
-            "REST API of chatd, a self-hosted team chat: direct conversations, groups and rooms. Realtime delivery uses the \
-             WebSocket at `/ws`, described in docs/protocol.md. Errors are `{\"code\", \"message\"}` JSON.",
+            "REST API of chatd, a self-hosted team chat: direct conversations, groups and rooms.\n\n\
+             Sign in with `signin` and send the token as `Authorization: Bearer <access_token>`. Every error is \
+             `{\"code\", \"message\"}` JSON; `code` is stable and each operation lists those it can answer with. \
+             Absent values are `null`, never left out. Writes answer once committed; a `client_id` makes a resend \
+             harmless. 429 and 503 `server_busy` carry `Retry-After`.\n\n\
+             Realtime delivery uses the WebSocket at `/ws`, described by the AsyncAPI document at \
+             [/api/asyncapi.json](/api/asyncapi.json).",
         )
         .url_prefix("/api")
-}
-
-/// Request bodies that refuse unknown fields (`#[oai(deny_unknown_fields)]`).
-const CLOSED_REQUEST_BODIES: &[&str] =
-    &["Credentials", "NewMessage", "ReadMarker", "NewConversationBody", "ConversationPatchBody", "AddMembers", "RoleBody"];
-
-/// The OpenAPI document, served at `/api/openapi.json` and printed by `chatd openapi`: poem-openapi's,
-/// plus what it cannot say itself — that the request bodies take no other fields
-/// (`additionalProperties: false`).
-pub fn document() -> String {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT
-        .get_or_init(|| {
-            let mut spec: Value = serde_json::from_str(&service().spec()).expect("poem-openapi writes JSON");
-            for name in CLOSED_REQUEST_BODIES {
-                let schema = &mut spec["components"]["schemas"][name];
-                assert!(schema.is_object(), "{name} is in the document");
-                schema["additionalProperties"] = Value::Bool(false);
-            }
-            for schema in spec["components"]["schemas"].as_object_mut().expect("schemas").values_mut() {
-                mark_optional_nullable(schema);
-            }
-            split_new_conversation(&mut spec["components"]["schemas"]["NewConversationBody"]);
-            serde_json::to_string_pretty(&spec).expect("a JSON value serialises")
-        })
-        .clone()
-}
-
-/// The rule for absent values: an optional field is sent as `null`, so the document says
-/// `nullable` for every property an object does not require (a `$ref` is wrapped in `allOf`,
-/// since OpenAPI 3.0 ignores keywords beside a `$ref`).
-fn mark_optional_nullable(schema: &mut Value) {
-    let required: Vec<String> =
-        schema["required"].as_array().map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default();
-    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else { return };
-    for (name, property) in properties.iter_mut() {
-        if required.contains(name) {
-            continue;
-        }
-        if let Some(reference) = property.get("$ref").cloned() {
-            let description = property.get("description").cloned();
-            *property = serde_json::json!({"allOf": [{"$ref": reference}]});
-            if let Some(description) = description {
-                property["description"] = description;
-            }
-        }
-        property["nullable"] = Value::Bool(true);
-    }
-}
-
-/// People named in one request (a room's first members, people added at once): 1,000 names fit
-/// the 64 KiB a request body may hold. Larger rooms grow by several requests.
-pub const MAX_NAMES_PER_REQUEST: usize = 1000;
-
-/// What a new group and a new room each take, which one request type cannot say: a group has
-/// no topic or visibility and 2–49 other people; a room needs a name.
-fn split_new_conversation(schema: &mut Value) {
-    let properties = schema["properties"].clone();
-    let pick = |names: &[&str]| -> Value { names.iter().map(|n| ((*n).to_owned(), properties[*n].clone())).collect::<serde_json::Map<_, _>>().into() };
-    let mut group = pick(&["kind", "name", "members"]);
-    group["kind"] = serde_json::json!({"type": "string", "enum": ["group"]});
-    group["members"]["minItems"] = 2.into();
-    group["members"]["maxItems"] = 49.into();
-    group["members"]["uniqueItems"] = true.into();
-    let mut room = pick(&["kind", "name", "topic", "visibility", "members"]);
-    room["kind"] = serde_json::json!({"type": "string", "enum": ["room"]});
-    room["name"].as_object_mut().expect("a property").remove("nullable");
-    room["members"]["maxItems"] = MAX_NAMES_PER_REQUEST.into();
-    room["members"]["uniqueItems"] = true.into();
-    // A group names its people; a room may start with its owner alone (null: nobody else).
-    group["members"].as_object_mut().expect("a property").remove("nullable");
-    *schema = serde_json::json!({
-        "description": "A group (3–50 people with the caller, no topic) or a room (named).",
-        "oneOf": [
-            {"type": "object", "title": "NewGroup", "required": ["kind", "members"], "properties": group, "additionalProperties": false},
-            {"type": "object", "title": "NewRoom", "required": ["kind", "name"], "properties": room, "additionalProperties": false},
-        ],
-    });
 }
 
 /// `GET /api/openapi.json`.
 #[poem::handler]
 pub fn document_endpoint() -> Response {
-    Response::builder().content_type("application/json; charset=utf-8").body(document())
+    Response::builder().content_type("application/json").body(document())
 }
 
 /// Paths of the document as segments (`None` for a `{parameter}`), with their methods.
@@ -288,7 +229,7 @@ mod tests {
         let mut bodies = Vec::new();
         for item in spec["paths"].as_object().unwrap().values() {
             for operation in item.as_object().unwrap().values() {
-                if let Some(schema) = operation["requestBody"]["content"]["application/json; charset=utf-8"]["schema"]["$ref"].as_str() {
+                if let Some(schema) = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str() {
                     bodies.push(schema.rsplit('/').next().unwrap().to_owned());
                 }
             }

@@ -1,14 +1,19 @@
 //! Liveness and readiness probes.
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
 
 use super::ApiTags;
 use crate::{App, error::Error, http::error::ErrorBody};
 
 #[derive(Debug, Object)]
 pub struct Status {
-    /// Always `ok`.
-    pub status: String,
+    pub status: StatusValue,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum StatusValue {
+    Ok,
 }
 
 #[derive(ApiResponse)]
@@ -25,20 +30,26 @@ pub struct SystemApi;
 
 #[OpenApi(tag = "ApiTags::System")]
 impl SystemApi {
-    /// The process is up. Touches nothing else.
+    /// Liveness: the process is up.
+    ///
+    /// Touches nothing else, so it answers even when the database does not; use `ready` to know
+    /// whether requests can be served.
     #[oai(path = "/health", method = "get", operation_id = "health")]
     async fn health(&self) -> Json<Status> {
-        Json(Status { status: "ok".into() })
+        Json(Status { status: StatusValue::Ok })
     }
 
-    /// The server can serve requests: its database answers.
+    /// Readiness: the server can serve requests.
+    ///
+    /// 200 when its database answers, 503 `unavailable` when it does not (a load balancer should
+    /// send no traffic to it then).
     #[oai(path = "/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, app: Data<&App>) -> ReadyResponse {
         if app.store.is_ready().await {
-            ReadyResponse::Ready(Json(Status { status: "ok".into() }))
+            ReadyResponse::Ready(Json(Status { status: StatusValue::Ok }))
         } else {
             let error = Error::Unavailable;
-            ReadyResponse::NotReady(Json(ErrorBody { code: error.code().into(), message: error.to_string() }))
+            ReadyResponse::NotReady(Json(ErrorBody { code: error.code(), message: error.to_string() }))
         }
     }
 }

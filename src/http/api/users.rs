@@ -11,6 +11,10 @@ use crate::{
 
 const MAX_USERS_PAGE: u64 = 100;
 
+fn default_limit() -> u64 {
+    20
+}
+
 #[derive(Debug, Object)]
 pub struct UserDto {
     pub username: String,
@@ -22,8 +26,10 @@ pub struct UsersApi;
 
 #[OpenApi(tag = "ApiTags::Users")]
 impl UsersApi {
-    /// Users whose name contains `q` (all users when empty), online or not, best matches first.
-    /// The caller is not listed. `online` is true only for people whose presence the caller may
+    /// Find people by name.
+    ///
+    /// Users whose name contains `q` (all users when empty), online or not, best matches first;
+    /// the caller is not listed. `online` is true only for people whose presence the caller may
     /// see (who have written to them); for everyone else it is false.
     #[oai(path = "/users", method = "get", operation_id = "searchUsers")]
     async fn search(
@@ -33,11 +39,11 @@ impl UsersApi {
         /// Part of a username; case-insensitive.
         #[oai(validator(max_length = 32))]
         q: Query<Option<String>>,
-        /// 1–100, default 20.
-        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
-        limit: Query<Option<u64>>,
+        /// How many to return at most.
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<u64>,
     ) -> Result<Json<Vec<UserDto>>, ApiError> {
-        let limit = limit.0.unwrap_or(20);
+        let limit = limit.0;
         if limit == 0 || limit > MAX_USERS_PAGE {
             return Err(Error::InvalidParameter(format!("limit must be between 1 and {MAX_USERS_PAGE}")).into());
         }

@@ -16,10 +16,10 @@ export type MemberDto = ConversationDto['members'][number];
 export type RoomDto = JsonOf<paths['/api/rooms']['get']['responses'][200]>[number];
 export type NewConversation = NonNullable<
   paths['/api/conversations']['post']['requestBody']
->['content']['application/json; charset=utf-8'];
+>['content']['application/json'];
 export type ConversationPatch = NonNullable<
   paths['/api/conversations/{id}']['patch']['requestBody']
->['content']['application/json; charset=utf-8'];
+>['content']['application/json'];
 export type Role = MemberDto['role'];
 export type Kind = ConversationDto['kind'];
 

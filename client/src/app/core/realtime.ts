@@ -60,9 +60,9 @@ export type ServerFrame =
   /** `peer` has read the conversation up to `up_to` (a receipt; not sent for rooms). */
   | { type: 'read'; conversation_id: number; peer: string; up_to: number }
   /** I read the conversation up to `up_to` on another device; `peer` names a direct one. */
-  | { type: 'read_marker'; conversation_id: number; peer?: string; up_to: number }
+  | { type: 'read_marker'; conversation_id: number; peer: string | null; up_to: number }
   | { type: 'sync_done'; last_id: number }
-  | { type: 'error'; code: string; message: string; client_id?: string | null }
+  | { type: 'error'; code: string; message: string; client_id: string | null }
   | { type: 'pong' }
   | EventFrame;
 
