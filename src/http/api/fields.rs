@@ -198,6 +198,12 @@ impl Type for MessageIdField {
 
 impl ParseFromJSON for MessageIdField {
     fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        // JSON Schema counts `42.0` as an integer, so the document's clients may send one.
+        if let Some(Value::Number(number)) = &value
+            && let Some(float) = number.as_f64().filter(|f| !number.is_i64() && f.fract() == 0.0 && f.abs() < 9.0e15)
+        {
+            return Ok(Self(float as i64));
+        }
         i64::parse_from_json(value).map(Self).map_err(ParseError::propagate)
     }
 }
@@ -265,6 +271,17 @@ mod tests {
             assert_eq!(parse(value), None);
         }
         assert!(Text::<PasswordRule>::parse_from_json(None).is_err());
+    }
+
+    #[test]
+    fn a_message_id_is_any_integral_json_number() {
+        let parse = |value: Value| MessageIdField::parse_from_json(Some(value)).ok().map(|m| m.0);
+        assert_eq!(parse(serde_json::json!(42)), Some(42));
+        assert_eq!(parse(serde_json::json!(42.0)), Some(42));
+        assert_eq!(parse(serde_json::json!(-3)), Some(-3));
+        for value in [serde_json::json!(42.5), serde_json::json!(1e300), serde_json::json!("42"), Value::Null] {
+            assert_eq!(parse(value.clone()), None, "{value}");
+        }
     }
 
     #[test]
