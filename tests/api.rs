@@ -1169,6 +1169,9 @@ async fn the_openapi_document_describes_every_operation_and_its_errors() {
     let docs = server.http.get(server.url("/api/docs")).send().await.unwrap();
     assert_eq!(docs.status().as_u16(), 200);
     assert!(docs.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains(r#""openapi": "3.1.0""#), "the docs page shows the served document");
+    assert!(page.contains("/api/asyncapi.json"), "and links the WebSocket's");
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub fn routes(app: &App) -> impl Endpoint + 'static {
     Route::new()
         .at("/api/openapi.json", get(api::document_endpoint))
         .at("/api/asyncapi.json", get(asyncapi_endpoint))
-        .nest("/api/docs", api.swagger_ui())
+        .nest("/api/docs", Route::new().at("/", get(api::docs_endpoint)))
         .nest("/api", api.around(api::allow_header))
         .at("/ws", get(ws::websocket))
         .at("/metrics", get(metrics::metrics_endpoint))
