@@ -39,7 +39,7 @@ async def run(base: str, username: str, password: str) -> None:
                     elif frame["type"] == "sync_done":
                         held, synced = max(frame["last_id"], held, *pending), True
                         pending.clear()
-                    elif "message" in frame or "id" in frame:  # a stream entry: a message or an event
+                    elif frame["type"] == "receive_message" or "created_at" in frame:  # a message or an event
                         entry = frame.get("message", frame)
                         if entry["id"] <= held or entry["id"] in pending:
                             continue  # had it already (an entry can come twice across a reconnect)
@@ -47,7 +47,7 @@ async def run(base: str, username: str, password: str) -> None:
                             held = entry["id"]  # live entries come in id order
                         else:
                             pending.add(entry["id"])
-                        if "message" in frame:
+                        if frame["type"] == "receive_message":
                             print(json.dumps(entry), flush=True)
         except websockets.ConnectionClosed as closed:
             if closed.rcvd and closed.rcvd.code == 4401:
