@@ -22,17 +22,8 @@ export REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true SCARF_ANALYTICS
 export NO_UPDATE_NOTIFIER=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 
 work=$(mktemp -d)
-server_pid=
-stop_server() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    server_pid=
-}
-trap 'stop_server; rm -rf "$work"' EXIT
+. "$root/scripts/chatd-server.sh"
+trap 'stop_chatd; rm -rf "$work"' EXIT
 
 passed=0
 failed=0
@@ -82,19 +73,8 @@ rm -rf "$docs" && mkdir -p "$docs"
 
 # --- A server for the flows: a free loopback port, a fresh data directory, the default limits
 # (the flows stay well within them).
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-mkdir -p "$work/data"
-(
-    cd "$work"
-    exec env CHATD_LISTEN="127.0.0.1:$port" CHATD_DATA_DIR="$work/data" "$bin" serve
-) >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 150); do
-    curl -fsS "$base/api/ready" >/dev/null 2>&1 && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "chatd exited:" >&2; cat "$work/server.log" >&2; break; }
-    sleep 0.2
-done
+start_chatd "$bin" "$work"
+base=$chatd_base
 
 openapi_lint() {
     needs_node && [ -s "$docs/openapi.json" ] &&
@@ -150,7 +130,7 @@ check python-types python_types
 check python-flow python_flow
 check typescript-types typescript_types
 check typescript-flow typescript_flow
-stop_server
+stop_chatd
 check example-client example_client
 
 if [ "$failed" -gt 0 ]; then

@@ -30,45 +30,22 @@ if [ "$(installed)" != "$version" ]; then
 fi
 
 work=$(mktemp -d)
-server_pid=
-stop_server() {
-    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap stop_server EXIT
+. "$root/scripts/chatd-server.sh"
+trap 'stop_chatd; rm -rf "$work"' EXIT
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-base="http://127.0.0.1:$port"
-mkdir -p "$work/data"
 # Abuse limits off: schemathesis signs in and sends far faster than any person, and a 429 is not
 # what is under test here (tests/abuse.rs covers the limits).
-(
-    cd "$work"
-    exec env CHATD_LISTEN="127.0.0.1:$port" CHATD_DATA_DIR="$work/data" \
-        CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 \
-        CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ACCOUNT_PER_MINUTE=0 \
-        CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE=0 \
-        CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 \
-        CHATD_RATE_LIMITS__SIGNINS_PER_ADDRESS_PER_MINUTE=0 \
-        CHATD_RATE_LIMITS__SIGNINS_PER_ACCOUNT_PER_MINUTE=0 \
-        CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ACCOUNT_PER_HOUR=0 \
-        CHATD_RATE_LIMITS__SYNCS_PER_USER_PER_MINUTE=0 \
-        CHATD_RATE_LIMITS__CONNECTIONS_PER_ADDRESS=0 \
-        "$bin" serve
-) >"$work/server.log" 2>&1 &
-server_pid=$!
-
-for _ in $(seq 1 150); do
-    curl -fsS "$base/api/ready" >/dev/null 2>&1 && break
-    kill -0 "$server_pid" 2>/dev/null || { echo "chatd exited:" >&2; cat "$work/server.log" >&2; exit 1; }
-    sleep 0.2
-done
-curl -fsS "$base/api/ready" >/dev/null
+start_chatd "$bin" "$work" \
+    CHATD_RATE_LIMITS__SIGNUPS_PER_ADDRESS_PER_HOUR=0 \
+    CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ACCOUNT_PER_MINUTE=0 \
+    CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ADDRESS_PER_MINUTE=0 \
+    CHATD_RATE_LIMITS__MESSAGES_PER_SECOND=0 \
+    CHATD_RATE_LIMITS__SIGNINS_PER_ADDRESS_PER_MINUTE=0 \
+    CHATD_RATE_LIMITS__SIGNINS_PER_ACCOUNT_PER_MINUTE=0 \
+    CHATD_RATE_LIMITS__SIGNIN_FAILURES_PER_ACCOUNT_PER_HOUR=0 \
+    CHATD_RATE_LIMITS__SYNCS_PER_USER_PER_MINUTE=0 \
+    CHATD_RATE_LIMITS__CONNECTIONS_PER_ADDRESS=0 || exit 1
+base=$chatd_base
 
 json_post() { curl -fsS -X POST -H 'Content-Type: application/json' --data "$2" "$base$1"; }
 password=schemathesis-password

@@ -96,7 +96,7 @@ impl AccountsApi {
 
     /// Sign out: revoke this token.
     ///
-    /// The sockets opened with this token are closed (close code 4001); the user's other sessions
+    /// The sockets opened with this token are closed (close code 4401); the user's other sessions
     /// are untouched.
     #[oai(path = "/signout", method = "post", operation_id = "signout")]
     async fn signout(&self, app: Data<&App>, auth: BearerAuth) -> Result<SignOutResponse, ApiError> {

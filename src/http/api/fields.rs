@@ -130,7 +130,7 @@ impl TextRule for PasswordRule {
     const MAX_LENGTH: Option<usize> = Some(128);
 }
 
-/// 1–4000 characters after trimming white space: at least one character that is not white space.
+/// At least one character that is not white space; the document states the default maximum.
 pub struct BodyRule;
 impl TextRule for BodyRule {
     const MIN_LENGTH: Option<usize> = Some(1);

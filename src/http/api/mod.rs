@@ -104,7 +104,7 @@ impl From<domain::HistoryPage> for HistoryDto {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct NewMessage {
-    /// 1–4000 characters after trimming.
+    /// At least one character after trimming, at most `limits.max_message_chars`.
     pub body: Text<BodyRule>,
     /// Idempotency key, 1–64 characters and no control characters: a resend with the same key
     /// returns the stored message and delivers nothing twice.
