@@ -20,13 +20,14 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(message) = NewMessage::parse_from_json(Some(value.clone())) {
         assert!(value["body"].is_string(), "a message from {value}");
-        let _ = MessageBody::parse(&message.body, 4000);
+        let _ = MessageBody::parse(&message.body, chatd::config::InputLimitsConfig::DEFAULT_MAX_MESSAGE_CHARS);
         if let Some(client_id) = &message.client_id {
             let _ = ClientId::parse(client_id);
         }
     }
     if let Ok(marker) = ReadMarker::parse_from_json(Some(value.clone())) {
-        assert_eq!(value["up_to"].as_i64(), Some(marker.up_to.0), "a read marker from {value}");
+        // An integral JSON number, `42` or `42.0`.
+        assert_eq!(value["up_to"].as_f64(), Some(marker.up_to.0 as f64), "a read marker from {value}");
     }
     if let Ok(new) = NewConversationBody::parse_from_json(Some(value.clone())) {
         assert!(value["kind"] == "group" || value["kind"] == "room", "a conversation from {value}");

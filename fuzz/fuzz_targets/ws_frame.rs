@@ -2,10 +2,13 @@
 //! error codes, never a panic.
 #![no_main]
 
-use chatd::realtime::protocol::{ClientFrame, parse_client_frame};
+use chatd::{
+    error::ErrorCode,
+    realtime::protocol::{ClientFrame, parse_client_frame},
+};
 use libfuzzer_sys::fuzz_target;
 
-const CODES: &[&str] = &["invalid_json", "invalid_frame", "unknown_type"];
+const CODES: &[ErrorCode] = &[ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType];
 
 fuzz_target!(|data: &[u8]| {
     // The server only ever parses text frames, which are UTF-8 by the time they reach the parser.
@@ -24,6 +27,6 @@ fuzz_target!(|data: &[u8]| {
                 _ => {}
             }
         }
-        Err(error) => assert!(CODES.contains(&error.code), "undocumented code {}", error.code),
+        Err(error) => assert!(CODES.contains(&error.code), "undocumented code {:?}", error.code),
     }
 });
