@@ -455,3 +455,24 @@ fn example(schema: &str) -> Option<Value> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_of_the_table_is_in_the_document() {
+        let spec = build();
+        let ids: Vec<&str> =
+            spec["paths"].as_object().unwrap().values().flat_map(|item| item.as_object().unwrap().values()).filter_map(|op| op["operationId"].as_str()).collect();
+        for (id, ..) in OPERATIONS {
+            assert!(ids.contains(id), "{id} is listed but not served");
+        }
+        assert_eq!(ids.len(), OPERATIONS.len());
+    }
+
+    #[test]
+    fn no_nullable_is_left_for_openapi_3_1() {
+        assert!(!document().contains("\"nullable\""));
+    }
+}
