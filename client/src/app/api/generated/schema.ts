@@ -404,7 +404,7 @@ export type paths = {
         put?: never;
         /**
          * Sign out: revoke this token.
-         * @description The sockets opened with this token are closed (close code 4001); the user's other sessions
+         * @description The sockets opened with this token are closed (close code 4401); the user's other sessions
          *     are untouched.
          */
         post: operations["signout"];
@@ -791,7 +791,7 @@ export type components = {
          *     }
          */
         NewMessage: {
-            /** @description 1–4000 characters after trimming. */
+            /** @description At least one character after trimming, at most `limits.max_message_chars`. */
             body: string;
             /**
              * @description Idempotency key, 1–64 characters and no control characters: a resend with the same key
