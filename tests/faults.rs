@@ -258,9 +258,7 @@ async fn into_json(method: &str, response: reqwest::Response) -> reqwest::Result
     let status = response.status().as_u16();
     let (path, headers) = (response.url().path().to_owned(), response.headers().clone());
     let text = response.text().await?;
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    openapi::check_response(method, &path, status, &headers, &body);
-    Ok((status, body))
+    Ok((status, openapi::checked_body(method, &path, status, &headers, text)))
 }
 
 #[derive(Debug, Clone)]

@@ -155,9 +155,7 @@ pub async fn into_json(method: &str, path: &str, response: reqwest::Response) ->
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-    openapi::check_response(method, path, status, &headers, &body);
-    (status, body)
+    (status, openapi::checked_body(method, path, status, &headers, text))
 }
 
 /// The `chatd` binary with a configuration of the test's own: no inherited `CHATD_*` variable,

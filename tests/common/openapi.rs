@@ -57,6 +57,14 @@ fn resolve(response: &Value) -> &Value {
     }
 }
 
+/// A response's body as JSON (null when empty, a string when not JSON), checked with
+/// [`check_response`].
+pub fn checked_body(method: &str, path: &str, status: u16, headers: &reqwest::header::HeaderMap, text: String) -> Value {
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    check_response(method, path, status, headers, &body);
+    body
+}
+
 /// Checks one response against the document. `path` may carry a query.
 pub fn check_response(method: &str, path: &str, status: u16, headers: &reqwest::header::HeaderMap, body: &Value) {
     let path = path.split('?').next().unwrap();
