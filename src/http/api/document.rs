@@ -66,7 +66,7 @@ const OPERATIONS: &[(&str, &str, &[ErrorCode])] = {
         ("markConversationRead", "The read marker as stored.", &[ConversationNotFound, Forbidden]),
         ("listRooms", "The public rooms found.", &[]),
         ("health", "The process is up.", &[]),
-        ("ready", "", &[]),
+        ("ready", "", &[Unavailable]),
     ]
 };
 
@@ -244,7 +244,7 @@ fn complete_operation(operation: &mut Value, schemas: &Value, shared: &mut Map<S
     let responses = operation["responses"].as_object_mut().expect("responses");
     // poem-openapi lists every error status of `ApiError` for every operation; only the
     // operation's own remain.
-    responses.retain(|status, _| status.starts_with('2') || id == "ready");
+    responses.retain(|status, _| status.starts_with('2'));
     for response in responses.values_mut() {
         if response["description"].as_str().is_some_and(str::is_empty) {
             response["description"] = success.into();
@@ -263,10 +263,6 @@ fn complete_operation(operation: &mut Value, schemas: &Value, shared: &mut Map<S
         } else {
             responses.insert(key, response);
         }
-    }
-    if id == "ready" {
-        responses.insert("503".into(), json!({"$ref": "#/components/responses/Unavailable"}));
-        shared.insert("Unavailable".into(), error_response(503, &[ErrorCode::Unavailable]));
     }
     for response in responses.values_mut() {
         add_body_example(response, schemas);
