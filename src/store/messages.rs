@@ -4,7 +4,7 @@
 //! both in commit order.
 use std::collections::HashSet;
 
-use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
 use super::sql;
 use crate::{
@@ -125,6 +125,31 @@ pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<Messa
         ))
         .await?;
     Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or_default())
+}
+
+/// Takes the stream's write lock for `txn` and returns the last id given out. Whoever holds it
+/// numbers the next entries and keeps it until commit, so ids become visible in the order they
+/// were given, whichever node or process commits (docs/protocol.md, "Ids without gaps").
+/// SQLite's `BEGIN IMMEDIATE` already holds the database's one write lock.
+pub async fn lock_stream(txn: &DatabaseTransaction) -> Result<MessageId> {
+    last_assigned_message_id(txn).await
+}
+
+/// Records that ids up to `last` are given out (AUTOINCREMENT does so as rows are inserted).
+pub async fn advance_stream(_txn: &DatabaseTransaction, _last: MessageId) -> Result<()> {
+    Ok(())
+}
+
+/// Conversations that events with `after < id <= up_to` changed: what a writer must forget when
+/// another writer committed those ids.
+pub async fn conversations_changed_between(db: &impl ConnectionTrait, after: MessageId, up_to: MessageId) -> Result<Vec<ConversationId>> {
+    let rows = db
+        .query_all_raw(sql(
+            "SELECT DISTINCT conversation_id FROM messages WHERE id > ? AND id <= ? AND kind = 'event'",
+            [after.into(), up_to.into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get("", "conversation_id").map_err(Error::from)).collect()
 }
 
 /// Which of these `(sender, client_id)` keys are already stored: resends.
