@@ -28,6 +28,7 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub rate_limits: RateLimitsConfig,
+    pub cluster: ClusterConfig,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is believed; from anyone
     /// else the header is ignored and the socket's address is the client's.
     pub trusted_proxies: Vec<String>,
@@ -190,6 +191,24 @@ impl RateLimitsConfig {
     }
 }
 
+/// Several nodes on one PostgreSQL database, talking over NATS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// A NATS server (`nats://host:4222`) makes this node a member of a cluster; empty: alone.
+    pub nats_url: String,
+    /// First part of every NATS subject the nodes use: clusters sharing a NATS server need their own.
+    pub subject_prefix: String,
+    /// This node's name in logs; empty means the host name and process id.
+    pub node_name: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self { nats_url: String::new(), subject_prefix: "chatd".into(), node_name: String::new() }
+    }
+}
+
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsConfig {
@@ -230,6 +249,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            cluster: ClusterConfig::default(),
             trusted_proxies: Vec::new(),
         }
     }
@@ -306,6 +326,12 @@ impl Config {
             .with_context(|| format!("listen: `{}` is not an address like 0.0.0.0:3000", self.listen))?;
         if !matches!(self.database.synchronous.as_str(), "full" | "normal" | "extra") {
             bail!("database.synchronous must be `full`, `normal` or `extra`");
+        }
+        if !self.cluster.nats_url.is_empty() && !self.database_url().starts_with("postgres") {
+            bail!("cluster.nats_url needs database.url to be a postgres:// URL: several nodes cannot share one SQLite file");
+        }
+        if self.cluster.subject_prefix.is_empty() || self.cluster.subject_prefix.contains(['.', '*', '>', ' ']) {
+            bail!("cluster.subject_prefix must be a non-empty NATS subject token (no `.`, `*`, `>` or spaces)");
         }
         if self.database.read_connections == 0 {
             bail!("database.read_connections must be at least 1");

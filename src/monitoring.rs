@@ -16,6 +16,12 @@ pub const HTTP_REQUESTS: &str = "chatd_http_requests_total";
 pub const HTTP_SECONDS: &str = "chatd_http_request_duration_seconds";
 pub const SIGN_INS: &str = "chatd_signins_total";
 pub const RATE_LIMITED: &str = "chatd_rate_limited_total";
+pub const CLUSTER_PUBLISHED: &str = "chatd_cluster_published_total";
+pub const CLUSTER_RECEIVED: &str = "chatd_cluster_received_commits_total";
+pub const CLUSTER_DROPPED: &str = "chatd_cluster_dropped_total";
+pub const CLUSTER_RESYNCS: &str = "chatd_cluster_resyncs_total";
+pub const CLUSTER_BUS_LAG_SECONDS: &str = "chatd_cluster_bus_lag_seconds";
+pub const CLUSTER_NODES: &str = "chatd_cluster_nodes";
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
@@ -52,6 +58,12 @@ fn describe() {
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Time to commit one batch");
     describe_histogram!(SEND_TO_ACK_SECONDS, Unit::Seconds, "From a validated send to its ack");
     describe_counter!(HTTP_REQUESTS, "HTTP requests by method and status");
+    describe_counter!(CLUSTER_PUBLISHED, "Words this node published on the cluster's bus");
+    describe_counter!(CLUSTER_RECEIVED, "Commits of other nodes received from the bus");
+    describe_counter!(CLUSTER_DROPPED, "Words not published because the bus was too slow or down");
+    describe_counter!(CLUSTER_RESYNCS, "Ranges of the stream read back from the database (committed elsewhere with no word on the bus)");
+    describe_histogram!(CLUSTER_BUS_LAG_SECONDS, Unit::Seconds, "From another node's commit to its word arriving here");
+    describe_gauge!(CLUSTER_NODES, "Nodes of the cluster heard from lately, this one included");
     describe_histogram!(HTTP_SECONDS, Unit::Seconds, "HTTP request duration");
     describe_counter!(SIGN_INS, "Sign-in attempts by result");
     describe_counter!(RATE_LIMITED, "Requests and frames refused by a rate limit");

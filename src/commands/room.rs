@@ -17,7 +17,7 @@ use crate::{
 };
 
 pub async fn run(config: Config, command: RoomCommand) -> anyhow::Result<()> {
-    let app = App::open(config).await?;
+    let app = App::open_for_command(config).await?;
     let outcome = match command {
         RoomCommand::List { json } => return list(&app, json).await,
         RoomCommand::Create { name, private, owner, members, topic } => {

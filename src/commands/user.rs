@@ -20,7 +20,7 @@ pub async fn run(config: Config, command: UserCommand) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let app = App::open(config).await?;
+    let app = App::open_for_command(config).await?;
     let accounts = &app.accounts;
     let done = |what: String| eprintln!("{what}");
     match command {

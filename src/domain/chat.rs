@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use super::{
     ClientId, ConversationId, CurrentUser, HistoryPage, Kind, Message, MessageBody, MessageId, SocketId, UserId, Username,
     Visibility,
+    delivery::Cluster,
     fanout::{Fanout, Notice},
     pipeline::Pipeline,
     rate_limits::RateLimiter,
@@ -73,8 +74,14 @@ pub struct Chat {
 }
 
 impl Chat {
-    pub async fn start(store: Store, fanout: Arc<dyn Fanout>, limits: InputLimitsConfig, rate_limits: Arc<RateLimiter>) -> Result<Self> {
-        let pipeline = Pipeline::start(store.clone(), fanout.clone()).await?;
+    pub async fn start(
+        store: Store,
+        fanout: Arc<dyn Fanout>,
+        cluster: Option<Cluster>,
+        limits: InputLimitsConfig,
+        rate_limits: Arc<RateLimiter>,
+    ) -> Result<Self> {
+        let pipeline = Pipeline::start(store.clone(), fanout.clone(), cluster).await?;
         Ok(Self { store, fanout, pipeline, limits, rate_limits, peers: Arc::default() })
     }
 
@@ -310,11 +317,6 @@ impl Chat {
             None => return Ok(None),
         }
         Ok(Some(page))
-    }
-
-    /// Publishes what another process (the command line) committed, if anything.
-    pub async fn catch_up(&self) {
-        self.pipeline.catch_up().await;
     }
 
     /// Waits until every queued message is committed and delivered (used at shutdown).

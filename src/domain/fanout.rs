@@ -1,7 +1,9 @@
 //! The boundary between the write path and whatever carries what it committed to people: the
-//! domain says *what happened* and to whom; the realtime layer (today) or a cluster bus
-//! (tomorrow) turns that into frames on sockets.
+//! domain says *what happened* and to whom; the realtime layer turns that into frames on this
+//! node's sockets, and a cluster bus ([`Peers`]) carries it to the other nodes.
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use super::{ConversationId, Message, MessageId, SocketId, UserId};
 use crate::error::Error;
@@ -38,6 +40,8 @@ pub enum Entry {
     Event { message: Arc<Message>, audience: Arc<[UserId]>, added: Vec<UserId> },
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Notice {
     /// `from` is typing in `conversation`; at most one such notice waits per socket (`key`).
     Typing { conversation: ConversationId, from: String, to: Vec<UserId>, key: u64 },
@@ -45,7 +49,64 @@ pub enum Notice {
     Read { conversation: ConversationId, reader: String, up_to: MessageId, to: Vec<UserId> },
     /// I have read `conversation` up to `up_to`, for my other sockets; `peer` is the other
     /// person of a direct conversation.
-    ReadMarker { user: UserId, conversation: ConversationId, peer: Option<String>, up_to: MessageId, except: Option<SocketId> },
+    ReadMarker {
+        user: UserId,
+        conversation: ConversationId,
+        peer: Option<String>,
+        up_to: MessageId,
+        /// Sockets are numbered per node: on another node this is `None`.
+        #[serde(skip)]
+        except: Option<SocketId>,
+    },
     /// `watchers` may now see `user`'s presence (`user` wrote to them for the first time).
     PresenceRevealed { user: UserId, watchers: Vec<UserId> },
+}
+
+/// The other nodes of a cluster, as the write path sees them.
+pub trait Peers: Send + Sync + 'static {
+    /// Tells the other nodes what this node committed, as soon as it is committed.
+    fn share(&self, commit: &SharedCommit);
+}
+
+/// What one node committed: every stream entry with `after < id <= up_to`, each with who sees
+/// it. Ranges of successive commits meet end to end, which is how a node notices one it missed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharedCommit {
+    pub after: MessageId,
+    pub up_to: MessageId,
+    /// Unix milliseconds, for the bus lag.
+    pub committed_at: i64,
+    pub entries: Vec<SharedEntry>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharedEntry {
+    pub message: Message,
+    pub audience: Vec<UserId>,
+    /// For an event: the members it added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<UserId>,
+}
+
+impl SharedEntry {
+    pub fn into_entry(self) -> Entry {
+        let (message, audience) = (Arc::new(self.message), Arc::from(self.audience));
+        match message.event {
+            Some(_) => Entry::Event { message, audience, added: self.added },
+            None => Entry::Message { message, audience, ack: None, created: true },
+        }
+    }
+
+    /// The part of a local entry other nodes deliver: none for a resend or a refusal.
+    pub fn from_entry(entry: &Entry) -> Option<Self> {
+        match entry {
+            Entry::Message { message, audience, created: true, .. } => {
+                Some(Self { message: (**message).clone(), audience: audience.to_vec(), added: Vec::new() })
+            }
+            Entry::Event { message, audience, added } => {
+                Some(Self { message: (**message).clone(), audience: audience.to_vec(), added: added.clone() })
+            }
+            _ => None,
+        }
+    }
 }

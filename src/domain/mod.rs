@@ -3,7 +3,7 @@
 pub mod accounts;
 pub mod chat;
 pub mod conversations;
-mod delivery;
+pub mod delivery;
 pub mod fanout;
 pub mod ids;
 pub mod pipeline;

@@ -9,8 +9,10 @@
 //! fan-out while the next batch commits. Because one task decides who is in a conversation and
 //! what is sent to it, a message is delivered to exactly the members it was committed for.
 //!
-//! Another process (the command line) may also commit changes; the writer notices a counter that
-//! moved without it and publishes those entries first, before its own.
+//! Another process (the command line, or another node of a cluster) may also commit. Every
+//! transaction takes the stream's lock first (`messages::lock_stream`), so ids still rise in
+//! commit order; the writer forgets what it cached of conversations another writer changed, and
+//! the delivery task publishes the other writers' entries in their place in the stream.
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -22,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Change, ConversationId, Kind, MemberRole, Message, MessageId, Role, UserId, Visibility,
-    delivery::{self, Delivery},
+    delivery::{self, Cluster, Delivery, Span},
     fanout::{Commit, Entry, Fanout},
     now_millis,
     rules::{self, Actor, Standing},
@@ -47,14 +49,10 @@ const QUEUE_DEPTH: usize = 32768;
 const DELIVERY_DEPTH: usize = 4;
 /// Bound on each of the writer's caches; past it one starts over (a miss costs a query).
 const CACHE_BOUND: usize = 1 << 20;
-/// Entries of another process read back per query.
-const FOREIGN_PAGE: u64 = 1000;
 
 enum Command {
     Send(SendRequest),
     Change(ChangeRequest),
-    /// Publish what another process committed, if anything.
-    CatchUp,
     Flush(oneshot::Sender<()>),
 }
 
@@ -64,12 +62,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub async fn start(store: Store, fanout: Arc<dyn Fanout>) -> Result<Self> {
+    pub async fn start(store: Store, fanout: Arc<dyn Fanout>, cluster: Option<Cluster>) -> Result<Self> {
         let high_water = messages::last_assigned_message_id(&store.read).await?;
         fanout.publish(Commit { entries: Vec::new(), up_to: high_water });
         let (queue, commands) = mpsc::channel(QUEUE_DEPTH);
         let (deliveries, committed) = mpsc::channel(DELIVERY_DEPTH);
-        tokio::spawn(delivery::run(fanout, committed));
+        tokio::spawn(delivery::run(store.clone(), fanout, cluster, high_water, committed));
         let writer = Writer {
             store,
             deliveries,
@@ -94,11 +92,6 @@ impl Pipeline {
         answer.await.map_err(|_| Error::Unavailable)?
     }
 
-    /// Asks the writer to publish what another process committed meanwhile.
-    pub async fn catch_up(&self) {
-        let _ = self.queue.send(Command::CatchUp).await;
-    }
-
     /// Waits until everything queued so far is committed (or failed) and delivered.
     pub async fn flush(&self) {
         let (reply, done) = oneshot::channel();
@@ -117,8 +110,7 @@ struct Writer {
     audiences: HashMap<ConversationId, Arc<Audience>>,
     /// Members known to have written in a conversation, so only a first message marks it.
     posted: HashSet<(ConversationId, UserId)>,
-    /// The newest stream id published: ids above it that this writer did not give out were
-    /// committed by another process.
+    /// The newest stream id this writer knows of: ids above it were given out by another writer.
     high_water: MessageId,
 }
 
@@ -128,8 +120,7 @@ struct StoredBatch {
     direct: Vec<((UserId, UserId), ConversationId)>,
     audiences: Vec<(ConversationId, Arc<Audience>)>,
     posted: Vec<(ConversationId, UserId)>,
-    up_to: MessageId,
-    foreign: Option<(MessageId, MessageId)>,
+    span: Span,
 }
 
 impl Writer {
@@ -148,10 +139,6 @@ impl Writer {
                     Command::Change(change) => {
                         self.commit(std::mem::take(&mut batch)).await;
                         self.apply(change).await;
-                    }
-                    Command::CatchUp => {
-                        self.commit(std::mem::take(&mut batch)).await;
-                        self.catch_up().await;
                     }
                     Command::Flush(reply) => {
                         self.commit(std::mem::take(&mut batch)).await;
@@ -174,58 +161,69 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let settled = match self.store_batch(&batch).await {
+        match self.store_batch(&batch).await {
             Ok(stored) => {
                 metrics::histogram!(monitoring::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
                 metrics::histogram!(monitoring::COMMIT_BATCH_SIZE).record(batch.len() as f64);
-                let outcomes = self.remember(stored).await;
-                batch.into_iter().zip(outcomes).collect()
+                let span = stored.span;
+                let outcomes = self.remember(stored);
+                self.deliver(Delivery::Sends { settled: batch.into_iter().zip(outcomes).collect(), span }).await;
             }
             Err(error) if batch.len() > 1 => {
                 // One bad message (say, to a user deleted a moment ago) must not sink the others:
-                // retry them one by one so only the culprit fails.
+                // retry them one by one so only the culprit fails. Each is a commit of its own,
+                // delivered on its own: another writer may commit between two of them.
                 tracing::warn!(error = ?error, batch = batch.len(), "batch failed; committing its messages one by one");
-                let mut settled = Vec::with_capacity(batch.len());
                 for request in batch {
-                    settled.push(self.commit_one(request).await);
+                    self.commit_one(request).await;
                 }
-                settled
             }
             Err(error) => {
                 tracing::error!(error = ?error, "message was not committed");
-                batch.into_iter().map(|request| (request, Err(Error::Unavailable))).collect()
+                let settled = batch.into_iter().map(|request| (request, Err(Error::Unavailable))).collect();
+                self.deliver(Delivery::Sends { settled, span: Span::default() }).await;
+            }
+        }
+    }
+
+    async fn commit_one(&mut self, request: SendRequest) {
+        let (outcome, span) = match self.store_batch(std::slice::from_ref(&request)).await {
+            Ok(stored) => {
+                let span = stored.span;
+                (self.remember(stored).remove(0), span)
+            }
+            Err(error) => {
+                tracing::error!(error = ?error, "message was not committed");
+                (Err(Error::Unavailable), Span::default())
             }
         };
-        self.deliver(Delivery::Sends { settled, up_to: self.high_water }).await;
+        self.deliver(Delivery::Sends { settled: vec![(request, outcome)], span }).await;
     }
 
-    async fn commit_one(&mut self, request: SendRequest) -> (SendRequest, Result<Outcome>) {
-        match self.store_batch(std::slice::from_ref(&request)).await {
-            Ok(stored) => {
-                let mut outcomes = self.remember(stored).await;
-                (request, outcomes.remove(0))
-            }
-            Err(error) => {
-                tracing::error!(error = ?error, "message was not committed");
-                (request, Err(Error::Unavailable))
-            }
-        }
-    }
-
-    /// Takes in what a committed batch made true, publishing first what another process
-    /// committed before it; returns the batch's outcomes.
-    async fn remember(&mut self, stored: StoredBatch) -> Vec<Result<Outcome>> {
-        if let Some((after, up_to)) = stored.foreign {
-            self.publish_foreign(after, up_to).await;
-        }
+    /// Takes in what a committed batch made true; returns the batch's outcomes.
+    fn remember(&mut self, stored: StoredBatch) -> Vec<Result<Outcome>> {
         bounded_extend(&mut self.direct, stored.direct);
         bounded_extend(&mut self.audiences, stored.audiences);
         if self.posted.len() + stored.posted.len() > CACHE_BOUND {
             self.posted.clear();
         }
         self.posted.extend(stored.posted);
-        self.high_water = self.high_water.max(stored.up_to);
+        self.high_water = self.high_water.max(stored.span.up_to);
         stored.outcomes
+    }
+
+    /// Takes the stream's lock for `txn`; what another writer committed since this one last
+    /// looked may have changed conversations it cached, so those are forgotten. Returns the last
+    /// id given out.
+    async fn lock_stream(&mut self, txn: &DatabaseTransaction) -> Result<MessageId> {
+        let last = messages::lock_stream(txn).await?;
+        if last > self.high_water {
+            for conversation in messages::conversations_changed_between(txn, self.high_water, last).await? {
+                self.audiences.remove(&conversation);
+            }
+            self.high_water = last;
+        }
+        Ok(last)
     }
 
     /// The conversation of a send and who it goes to, creating a direct conversation on its first
@@ -292,8 +290,8 @@ impl Writer {
     /// all and commits nothing.
     async fn store_batch(&mut self, batch: &[SendRequest]) -> Result<StoredBatch> {
         let txn = self.store.begin_write().await?;
-        let mut last_id = messages::last_assigned_message_id(&txn).await?;
-        let foreign = (last_id > self.high_water).then_some((self.high_water, last_id));
+        let after = self.lock_stream(&txn).await?;
+        let mut last_id = after;
         let mut created: Vec<((UserId, UserId), ConversationId, Arc<Audience>)> = Vec::new();
         let mut placed: Vec<Result<(ConversationId, Arc<Audience>)>> = Vec::with_capacity(batch.len());
         for request in batch {
@@ -379,59 +377,12 @@ impl Writer {
             };
             outcomes.push(outcome);
         }
+        if last_id > after {
+            messages::advance_stream(&txn, last_id).await?;
+        }
         txn.commit().await?;
         let direct = created.into_iter().map(|(pair, id, _)| (pair, id)).collect();
-        Ok(StoredBatch { outcomes, direct, audiences, posted, up_to: last_id, foreign })
-    }
-
-    /// Publishes what another process committed since the last look, if anything.
-    async fn catch_up(&mut self) {
-        match messages::last_assigned_message_id(&self.store.write).await {
-            Ok(last) if last > self.high_water => {
-                let after = self.high_water;
-                self.publish_foreign(after, last).await;
-                self.high_water = last;
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(?error, "cannot look for changes made by another process"),
-        }
-    }
-
-    /// Stream entries with `after < id <= up_to` that another process committed, published in
-    /// order, each to the members its id falls in; what the writer cached of their conversations
-    /// is forgotten.
-    async fn publish_foreign(&mut self, mut after: MessageId, up_to: MessageId) {
-        loop {
-            let page = match messages::messages_between_ids(&self.store.write, after, up_to, FOREIGN_PAGE).await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::error!(?error, "cannot read changes made by another process");
-                    return;
-                }
-            };
-            let Some(last) = page.last().map(|m| m.id) else { return };
-            let mut entries = Vec::with_capacity(page.len());
-            for message in page {
-                self.audiences.remove(&message.conversation_id);
-                let watchers = match conversations::audience_at(&self.store.write, message.conversation_id, message.id).await {
-                    Ok(watchers) => watchers,
-                    Err(error) => {
-                        tracing::error!(?error, "cannot read who sees a change made by another process");
-                        continue;
-                    }
-                };
-                let audience: Arc<[UserId]> = watchers.iter().map(|(id, _)| *id).collect();
-                entries.push(match &message.event {
-                    Some(change) => {
-                        let added = added_ids(change, &watchers);
-                        Entry::Event { message: Arc::new(message), audience, added }
-                    }
-                    None => Entry::Message { message: Arc::new(message), audience, ack: None, created: true },
-                });
-            }
-            self.deliver(Delivery::Entries { entries, up_to: last, reply: None }).await;
-            after = last;
-        }
+        Ok(StoredBatch { outcomes, direct, audiences, posted, span: Span { after, up_to: last_id } })
     }
 
     /// Applies one change in a transaction of its own, then hands its event to the delivery task,
@@ -441,17 +392,14 @@ impl Writer {
         let target = operation.conversation();
         match self.apply_in_transaction(&actor, operation).await {
             Ok(applied) => {
-                if let Some((after, up_to)) = applied.foreign {
-                    self.publish_foreign(after, up_to).await;
-                }
                 self.audiences.remove(&applied.conversation);
                 if let Some(id) = target {
                     self.audiences.remove(&id);
                 }
-                self.high_water = self.high_water.max(applied.up_to);
+                self.high_water = self.high_water.max(applied.span.up_to);
                 let entries = applied.entry.into_iter().collect();
-                let up_to = self.high_water;
-                self.deliver(Delivery::Entries { entries, up_to, reply: Some((reply, Ok(applied.conversation))) }).await;
+                let span = applied.span;
+                self.deliver(Delivery::Entries { entries, span, reply: Some((reply, Ok(applied.conversation))) }).await;
             }
             Err(error) => {
                 if let Error::Internal(cause) = &error {
@@ -464,15 +412,14 @@ impl Writer {
 
     async fn apply_in_transaction(&mut self, actor: &Actor, operation: Operation) -> Result<Applied> {
         let txn = self.store.begin_write().await?;
-        let last = messages::last_assigned_message_id(&txn).await?;
-        let foreign = (last > self.high_water).then_some((self.high_water, last));
+        let last = self.lock_stream(&txn).await?;
         let event_id = MessageId(last.0 + 1);
         let now = now_millis();
         let Decided { conversation, change, sender, added } = match decide(&txn, actor, operation, event_id, now).await? {
             Decision::Changed(decided) => decided,
             Decision::Unchanged(conversation) => {
                 txn.rollback().await?;
-                return Ok(Applied { conversation, entry: None, up_to: last, foreign });
+                return Ok(Applied { conversation, entry: None, span: Span { after: last, up_to: last } });
             }
         };
         let body = serde_json::to_string(&change).map_err(Error::internal)?;
@@ -484,6 +431,7 @@ impl Writer {
         }
         let watchers = conversations::audience_at(&txn, conversation, event_id).await?;
         let from = conversations::username_of(&txn, sender).await?;
+        messages::advance_stream(&txn, event_id).await?;
         txn.commit().await?;
         let audience: Arc<[UserId]> = watchers.iter().map(|(id, _)| *id).collect();
         let message = Message {
@@ -497,7 +445,7 @@ impl Writer {
             event: Some(change),
         };
         let entry = Entry::Event { message: Arc::new(message), audience, added };
-        Ok(Applied { conversation, entry: Some(entry), up_to: event_id, foreign })
+        Ok(Applied { conversation, entry: Some(entry), span: Span { after: last, up_to: event_id } })
     }
 }
 
@@ -505,8 +453,7 @@ impl Writer {
 struct Applied {
     conversation: ConversationId,
     entry: Option<Entry>,
-    up_to: MessageId,
-    foreign: Option<(MessageId, MessageId)>,
+    span: Span,
 }
 
 /// A change decided and written (all but its event row): which conversation, what happened, who
@@ -714,17 +661,6 @@ fn audience_of(kind: Kind, archived: bool, members: Vec<(UserId, String)>) -> Au
     let ids: Arc<[UserId]> = members.iter().map(|(id, _)| *id).collect();
     let direct_names = if kind == Kind::Direct { members } else { Vec::new() };
     Audience { kind, archived, members: ids, direct_names }
-}
-
-/// The ids of the members a change added, among those who see it.
-fn added_ids(change: &Change, watchers: &[(UserId, String)]) -> Vec<UserId> {
-    let names: Vec<&str> = match change {
-        Change::ConversationCreated { members, .. } | Change::MemberAdded { members, .. } => {
-            members.iter().map(|m| m.username.as_str()).collect()
-        }
-        _ => return Vec::new(),
-    };
-    watchers.iter().filter(|(_, name)| names.contains(&name.as_str())).map(|(id, _)| *id).collect()
 }
 
 fn bounded_extend<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, items: Vec<(K, V)>) {

@@ -80,6 +80,7 @@ pub struct RateLimiter {
     pub sockets_per_user: usize,
     pub connections_per_address: usize,
     ipv6_prefix: u8,
+    share_failures: std::sync::OnceLock<Box<dyn Fn(&str, IpAddr) + Send + Sync>>,
 }
 
 fn per_minute(n: u32) -> Option<Quota> {
@@ -112,6 +113,7 @@ impl RateLimiter {
             sockets_per_user: config.sockets_per_user as usize,
             connections_per_address: config.connections_per_address as usize,
             ipv6_prefix: config.ipv6_prefix,
+            share_failures: std::sync::OnceLock::new(),
         }
     }
 
@@ -155,6 +157,20 @@ impl RateLimiter {
     }
 
     pub fn record_signin_failure(&self, account: &str, address: IpAddr) {
+        self.count_signin_failure(account, address);
+        if let Some(share) = self.share_failures.get() {
+            share(account, address);
+        }
+    }
+
+    /// Hands every wrong password from now on to `share` too (the other nodes of a cluster), so
+    /// that a guesser cannot multiply the limits by the number of nodes.
+    pub fn share_signin_failures(&self, share: impl Fn(&str, IpAddr) + Send + Sync + 'static) {
+        let _ = self.share_failures.set(Box::new(share));
+    }
+
+    /// Counts a wrong password, given here or on another node.
+    pub fn count_signin_failure(&self, account: &str, address: IpAddr) {
         let (account, address) = (account_key(account), self.address_key(address));
         if let Some(limit) = &self.signin_failures_per_address {
             limit.record_failure(&address);

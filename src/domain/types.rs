@@ -327,7 +327,7 @@ impl Change {
 
 /// One entry of a conversation's stream as every client sees it, over REST and WebSocket alike:
 /// a message, or (with `event`) a change to the conversation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     pub id: MessageId,
     pub conversation_id: ConversationId,

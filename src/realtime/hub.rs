@@ -5,11 +5,12 @@
 //! whose outbox is full is too slow to keep up: it is dropped, and catches up with `sync` when it
 //! reconnects, so one slow reader never holds up anyone else.
 use std::sync::{
-    Arc, Mutex,
+    Arc, Mutex, OnceLock,
     atomic::{AtomicU64, Ordering},
 };
 
 use dashmap::DashMap;
+use tokio::sync::mpsc;
 
 use super::{
     outbox::{Outbound, Outbox, PendingWakes, Queued},
@@ -58,6 +59,23 @@ struct OnlineUser {
     sockets: Vec<SocketHandle>,
 }
 
+/// A user with sockets on other nodes of the cluster.
+struct RemoteUser {
+    username: String,
+    nodes: Vec<NodeId>,
+}
+
+/// A node of the cluster, as its messages on the bus name it.
+pub type NodeId = u64;
+
+/// A user's first socket on this node opened, or their last one closed: what the other nodes
+/// of a cluster are told.
+#[derive(Debug)]
+pub enum PresenceChange {
+    Online { user: UserId, username: String, audience: Vec<UserId> },
+    Offline { user: UserId, username: String, audience: Vec<UserId> },
+}
+
 #[derive(Default)]
 pub struct Hub {
     online: DashMap<UserId, OnlineUser>,
@@ -70,6 +88,10 @@ pub struct Hub {
     /// Sockets each user has open or is opening, counted before they register so that a burst of
     /// `auth` frames cannot get past `rate_limits.sockets_per_user`.
     slots: DashMap<UserId, usize>,
+    /// Users online on other nodes.
+    remote: DashMap<UserId, RemoteUser>,
+    /// Where this node's presence changes go, in a cluster.
+    presence_changes: OnceLock<mpsc::UnboundedSender<PresenceChange>>,
 }
 
 /// What registering a socket found.
@@ -130,10 +152,12 @@ impl Hub {
         metrics::gauge!(monitoring::CONNECTED_SOCKETS).increment(1.0);
         if first_socket {
             metrics::gauge!(monitoring::ONLINE_USERS).increment(1.0);
-            self.announce(&circle.audience, username, true);
+            if !self.remote.contains_key(&user) {
+                self.announce(&circle.audience, username, true);
+            }
+            self.tell_cluster(PresenceChange::Online { user, username: username.to_owned(), audience: circle.audience.clone() });
         }
-        let mut online_contacts: Vec<String> =
-            circle.visible.iter().filter_map(|c| self.online.get(c).map(|e| e.username.clone())).collect();
+        let mut online_contacts: Vec<String> = circle.visible.iter().filter_map(|c| self.name_if_online(*c)).collect();
         online_contacts.sort();
         Registration { registered_at: *published, online_contacts }
     }
@@ -156,12 +180,103 @@ impl Hub {
         true
     }
 
-    /// Tells `audience` that `username` went offline, unless they are back online meanwhile.
+    /// Tells `audience` that `username` went offline, unless they are back online meanwhile
+    /// (here or on another node).
     pub fn announce_offline(&self, user: UserId, username: &str, audience: &[UserId]) {
         let _presence = self.presence.lock().expect("presence lock");
         if !self.online.contains_key(&user) {
+            if !self.remote.contains_key(&user) {
+                self.announce(audience, username, false);
+            }
+            self.tell_cluster(PresenceChange::Offline { user, username: username.to_owned(), audience: audience.to_vec() });
+        }
+    }
+
+    /// Sends this node's presence changes to `changes` from now on (a cluster's bus).
+    pub fn share_presence(&self, changes: mpsc::UnboundedSender<PresenceChange>) {
+        let _ = self.presence_changes.set(changes);
+    }
+
+    fn tell_cluster(&self, change: PresenceChange) {
+        if let Some(changes) = self.presence_changes.get() {
+            let _ = changes.send(change);
+        }
+    }
+
+    /// Users with a socket on this node, for the other nodes.
+    pub fn local_users(&self) -> Vec<(UserId, String)> {
+        self.online.iter().map(|e| (*e.key(), e.username.clone())).collect()
+    }
+
+    /// `user` has a socket on `node` now; `audience` hears of it if they were offline everywhere.
+    pub fn remote_online(&self, node: NodeId, user: UserId, username: &str, audience: &[UserId]) {
+        let _presence = self.presence.lock().expect("presence lock");
+        if self.mark_remote(node, user, username) {
+            self.announce(audience, username, true);
+        }
+    }
+
+    /// `user` has no socket on `node` any more; `audience` hears of it if that was their last.
+    pub fn remote_offline(&self, node: NodeId, user: UserId, username: &str, audience: &[UserId]) {
+        let _presence = self.presence.lock().expect("presence lock");
+        if self.unmark_remote(node, user) {
             self.announce(audience, username, false);
         }
+    }
+
+    /// Whom `node` holds sockets of, as it says every few seconds (`None`: it went silent).
+    /// Returns who came online and who went offline everywhere, for the caller to announce.
+    pub fn reconcile_node(&self, node: NodeId, users: Option<&[(UserId, String)]>) -> (Vec<(UserId, String)>, Vec<(UserId, String)>) {
+        let _presence = self.presence.lock().expect("presence lock");
+        let held: Vec<(UserId, String)> = self
+            .remote
+            .iter()
+            .filter(|e| e.nodes.contains(&node))
+            .map(|e| (*e.key(), e.username.clone()))
+            .collect();
+        let users = users.unwrap_or_default();
+        let came = users.iter().filter(|(user, name)| self.mark_remote(node, *user, name)).cloned().collect();
+        let went = held
+            .into_iter()
+            .filter(|(user, _)| !users.iter().any(|(u, _)| u == user))
+            .filter(|(user, _)| self.unmark_remote(node, *user))
+            .collect();
+        (came, went)
+    }
+
+    /// Tells `audience` that `username` came or went, if that is still so (after a reconcile).
+    pub fn announce_if_still(&self, user: UserId, username: &str, audience: &[UserId], online: bool) {
+        let _presence = self.presence.lock().expect("presence lock");
+        if self.is_online(user) == online {
+            self.announce(audience, username, online);
+        }
+    }
+
+    /// Adds `node` to `user`'s; true if they were offline everywhere before.
+    fn mark_remote(&self, node: NodeId, user: UserId, username: &str) -> bool {
+        let was_online = self.is_online(user);
+        let mut entry = self.remote.entry(user).or_insert_with(|| RemoteUser { username: username.to_owned(), nodes: Vec::new() });
+        if !entry.nodes.contains(&node) {
+            entry.nodes.push(node);
+        }
+        !was_online
+    }
+
+    /// Removes `node` from `user`'s; true if they are now offline everywhere.
+    fn unmark_remote(&self, node: NodeId, user: UserId) -> bool {
+        let Some(mut entry) = self.remote.get_mut(&user) else { return false };
+        entry.nodes.retain(|n| *n != node);
+        let empty = entry.nodes.is_empty();
+        drop(entry);
+        if empty {
+            self.remote.remove_if(&user, |_, e| e.nodes.is_empty());
+        }
+        empty && !self.online.contains_key(&user)
+    }
+
+    /// The user's name if they are online here or on another node.
+    fn name_if_online(&self, user: UserId) -> Option<String> {
+        self.username_of(user).or_else(|| self.remote.get(&user).map(|e| e.username.clone()))
     }
 
     pub fn sockets_of(&self, user: UserId) -> usize {
@@ -192,7 +307,7 @@ impl Hub {
     /// `added` joined a conversation with `audience`: those who are online now see each other.
     fn introduce(&self, added: &[UserId], audience: &[UserId], wakes: &mut PendingWakes) {
         let _presence = self.presence.lock().expect("presence lock");
-        let online: Vec<(UserId, String)> = audience.iter().filter_map(|&u| self.username_of(u).map(|name| (u, name))).collect();
+        let online: Vec<(UserId, String)> = audience.iter().filter_map(|&u| self.name_if_online(u).map(|name| (u, name))).collect();
         for &newcomer in added {
             let Some((_, name)) = online.iter().find(|(u, _)| *u == newcomer) else { continue };
             let frame = ServerFrame::Presence { username: name, online: true }.to_text();
@@ -325,7 +440,7 @@ impl Fanout for Hub {
             }
             Notice::PresenceRevealed { user, watchers } => {
                 let _presence = self.presence.lock().expect("presence lock");
-                let Some(name) = self.username_of(user) else { return };
+                let Some(name) = self.name_if_online(user) else { return };
                 let frame = ServerFrame::Presence { username: &name, online: true }.to_text();
                 for watcher in watchers {
                     self.queue_for_user(watcher, &frame, None, &mut wakes);
@@ -335,6 +450,6 @@ impl Fanout for Hub {
     }
 
     fn is_online(&self, user: UserId) -> bool {
-        self.online.contains_key(&user)
+        self.online.contains_key(&user) || self.remote.contains_key(&user)
     }
 }
