@@ -217,7 +217,7 @@ async fn healthcheck_follows_readiness() {
     let dir = tempfile::tempdir().unwrap();
     let listen = server.addr.to_string();
     let up = chatd(dir.path(), &["healthcheck"], &[("CHATD_LISTEN", &listen)], None);
-    assert_eq!(ok(&up).trim(), "ok");
+    assert_eq!(ok(&up).trim(), "ok: database ok");
     drop(server);
     tokio::time::sleep(Duration::from_millis(300)).await;
     failed(&chatd(dir.path(), &["healthcheck", "--timeout", "2"], &[("CHATD_LISTEN", &listen)], None), 1, "");

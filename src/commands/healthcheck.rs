@@ -13,17 +13,21 @@ pub async fn run(config: &Config, timeout_secs: u64) -> anyhow::Result<()> {
         // Listening on every interface: ask over loopback.
         target = SocketAddr::new(if target.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, target.port());
     }
-    let status = tokio::time::timeout(Duration::from_secs(timeout_secs), ready_status(target))
+    let (status, body) = tokio::time::timeout(Duration::from_secs(timeout_secs), ready_status(target))
         .await
         .with_context(|| format!("no answer from {target} within {timeout_secs} s"))??;
     if status != 200 {
-        bail!("{target} is not ready (HTTP {status})");
+        bail!("{target} is not ready (HTTP {status}): the database does not answer");
     }
-    println!("ok");
+    let bus = serde_json::from_str::<serde_json::Value>(&body).ok().and_then(|b| b["bus"].as_str().map(str::to_owned));
+    match bus.as_deref() {
+        Some("none") | None => println!("ok: database ok"),
+        Some(bus) => println!("ok: database ok, cluster bus {bus}"),
+    }
     Ok(())
 }
 
-async fn ready_status(target: SocketAddr) -> anyhow::Result<u16> {
+async fn ready_status(target: SocketAddr) -> anyhow::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(target).await.with_context(|| format!("cannot connect to {target}"))?;
     stream
         .write_all(format!("GET /api/ready HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes())
@@ -36,5 +40,6 @@ async fn ready_status(target: SocketAddr) -> anyhow::Result<u16> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .with_context(|| format!("{target} did not answer HTTP"))?;
-    Ok(status)
+    let body = head.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
 }

@@ -447,6 +447,7 @@ fn example(schema: &str) -> Option<Value> {
         "RoomDto" => json!({"id": 12, "name": "general", "topic": "Anything goes", "member_count": 3, "joined": true}),
         "ConversationReadState" => json!({"conversation_id": 12, "up_to": 57}),
         "Status" => json!({"status": "ok"}),
+        "Readiness" => json!({"status": "ok", "database": "ok", "bus": "connected"}),
         "ErrorBody" => json!({"code": "conversation_not_found", "message": "no such conversation"}),
         _ => return None,
     })

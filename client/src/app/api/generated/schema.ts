@@ -339,7 +339,8 @@ export type paths = {
         /**
          * Readiness: the server can serve requests.
          * @description 200 when its database answers, 503 `unavailable` when it does not (a load balancer should
-         *     send no traffic to it then).
+         *     send no traffic to it then). A cluster node whose bus is down is still ready: it serves
+         *     and commits, and reads other nodes' messages from the database meanwhile.
          */
         get: operations["ready"];
         put?: never;
@@ -477,6 +478,11 @@ export type components = {
             /** @description No one twice, at most 1,000 at once. */
             usernames: string[];
         };
+        /**
+         * @description The cluster's bus as this node sees it.
+         * @enum {string}
+         */
+        BusState: "none" | "connected" | "disconnected";
         /**
          * ChatSummary
          * @example {
@@ -800,6 +806,20 @@ export type components = {
             client_id?: string | null;
         };
         /**
+         * Readiness
+         * @description What a node depends on, checked.
+         * @example {
+         *       "bus": "connected",
+         *       "database": "ok",
+         *       "status": "ok"
+         *     }
+         */
+        Readiness: {
+            bus: components["schemas"]["BusState"];
+            database: components["schemas"]["StatusValue"];
+            status: components["schemas"]["StatusValue"];
+        };
+        /**
          * ReadMarker
          * @example {
          *       "up_to": 42
@@ -1022,6 +1042,7 @@ export type components = {
     pathItems: never;
 };
 export type AddMembers = components['schemas']['AddMembers'];
+export type BusState = components['schemas']['BusState'];
 export type ChatSummary = components['schemas']['ChatSummary'];
 export type ConversationDto = components['schemas']['ConversationDto'];
 export type ConversationPatchBody = components['schemas']['ConversationPatchBody'];
@@ -1037,6 +1058,7 @@ export type MessageDto = components['schemas']['MessageDto'];
 export type MessageKind = components['schemas']['MessageKind'];
 export type NewConversationBody = components['schemas']['NewConversationBody'];
 export type NewMessage = components['schemas']['NewMessage'];
+export type Readiness = components['schemas']['Readiness'];
 export type ReadMarker = components['schemas']['ReadMarker'];
 export type ReadMarkers = components['schemas']['ReadMarkers'];
 export type ReadState = components['schemas']['ReadState'];
@@ -2437,7 +2459,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The database answers. */
+            /** @description The database answers; `bus` tells how the cluster's bus is. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2445,10 +2467,12 @@ export interface operations {
                 content: {
                     /**
                      * @example {
+                     *       "bus": "connected",
+                     *       "database": "ok",
                      *       "status": "ok"
                      *     }
                      */
-                    "application/json": components["schemas"]["Status"];
+                    "application/json": components["schemas"]["Readiness"];
                 };
             };
             503: components["responses"]["Unavailable"];
