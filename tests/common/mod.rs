@@ -194,6 +194,12 @@ impl WsClient {
         Self { stream }
     }
 
+    /// A socket to any server (a node of a cluster, say).
+    pub async fn open_url(url: &str) -> Self {
+        let (stream, _) = connect_async(url).await.expect("websocket connects");
+        Self { stream }
+    }
+
     pub async fn open_with_origin(server: &TestServer, origin: &str) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let mut request = server.ws_url().into_client_request().unwrap();
         request.headers_mut().insert("origin", origin.parse().unwrap());
