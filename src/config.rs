@@ -330,6 +330,9 @@ impl Config {
         if !self.cluster.nats_url.is_empty() && !self.database_url().starts_with("postgres") {
             bail!("cluster.nats_url needs database.url to be a postgres:// URL: several nodes cannot share one SQLite file");
         }
+        if !self.cluster.nats_url.is_empty() && self.auth.jwt_secret.is_empty() {
+            bail!("cluster.nats_url needs auth.jwt_secret: every node must sign and check tokens with the same secret");
+        }
         if self.cluster.subject_prefix.is_empty() || self.cluster.subject_prefix.contains(['.', '*', '>', ' ']) {
             bail!("cluster.subject_prefix must be a non-empty NATS subject token (no `.`, `*`, `>` or spaces)");
         }
