@@ -690,3 +690,38 @@ async fn wrong_passwords_count_on_every_node_so_more_nodes_give_a_guesser_no_mor
     }
     assert!(refused >= 3, "10 guesses over two nodes with a limit of 6: only {refused} refused");
 }
+
+/// No container engine runs here, so the example compose file is checked for what it must say.
+#[test]
+fn the_example_compose_file_runs_migrations_first_then_three_nodes_on_postgres_and_nats_behind_a_proxy() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/cluster");
+    let text = std::fs::read_to_string(dir.join("compose.yaml")).unwrap();
+    let compose: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("compose.yaml is YAML");
+    let mut compose = compose;
+    compose.apply_merge().expect("merge keys resolve");
+    let services = compose["services"].as_mapping().expect("services");
+    let nodes: Vec<&str> = ["node1", "node2", "node3"].into_iter().filter(|n| services.contains_key(*n)).collect();
+    assert_eq!(nodes.len(), 3);
+    for node in &nodes {
+        let service = &compose["services"][*node];
+        let env = &service["environment"];
+        assert!(env["CHATD_DATABASE__URL"].as_str().unwrap().starts_with("postgres://"), "{node}");
+        assert_eq!(env["CHATD_CLUSTER__NATS_URL"], "nats://nats:4222", "{node}");
+        assert!(env["CHATD_AUTH__JWT_SECRET"].as_str().unwrap().contains("CHATD_JWT_SECRET"), "{node}: one secret for all");
+        assert_eq!(env["CHATD_CLUSTER__NODE_NAME"], *node);
+        assert_eq!(service["depends_on"]["migrate"]["condition"], "service_completed_successfully", "{node}");
+        assert_eq!(service["healthcheck"]["test"][1], "chatd");
+    }
+    assert_eq!(compose["services"]["migrate"]["command"][0], "db");
+    assert_eq!(compose["services"]["migrate"]["command"][1], "migrate");
+    assert!(compose["services"]["postgres"]["image"].as_str().unwrap().starts_with("postgres:"));
+    assert!(compose["services"]["nats"]["command"].as_sequence().unwrap().iter().any(|a| a == "-js"));
+    let caddy = std::fs::read_to_string(dir.join("Caddyfile")).unwrap();
+    for node in &nodes {
+        assert!(caddy.contains(&format!("{node}:3000")), "Caddy spreads requests over {node}");
+    }
+    assert!(caddy.contains("health_uri /api/ready"));
+    let nginx = std::fs::read_to_string(dir.join("nginx.conf")).unwrap();
+    assert_eq!(nginx.matches("server 10.0.0.").count(), 3);
+    assert!(nginx.contains("proxy_set_header Upgrade $http_upgrade"));
+}
