@@ -725,3 +725,106 @@ fn the_example_compose_file_runs_migrations_first_then_three_nodes_on_postgres_a
     assert_eq!(nginx.matches("server 10.0.0.").count(), 3);
     assert!(nginx.contains("proxy_set_header Upgrade $http_upgrade"));
 }
+
+/// A TCP proxy to PostgreSQL that the test can cut (every connection dropped, new ones refused)
+/// and restore, so a node sees its database go away and come back.
+struct Proxy {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    listener: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn to(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (accepting, tracked) = (open.clone(), connections.clone());
+        let listener = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                tracked.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                }));
+            }
+        });
+        Self { port, open, connections, listener }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.listener.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_gone_a_node_is_unready_and_refuses_sends_unacked_then_recovers_by_itself() {
+    let Some(services) = services("postgres_down") else { return };
+    let database = Database::fresh(&services.postgres).await;
+    let authority = services.postgres.split('@').nth(1).and_then(|rest| rest.split('/').next()).expect("user@host:port in the URL");
+    let target = authority.to_socket_addrs().unwrap().next().unwrap();
+    let proxy = Proxy::to(target).await;
+    let proxied = database.url.replacen(authority, &format!("127.0.0.1:{}", proxy.port), 1);
+    let node = Node::start("a", &proxied, &services.nats, &unique("t")).await;
+    let ann = node.user("ann").await;
+    let ben = node.user("ben").await;
+    let mut ann_ws = node.socket(&ann).await;
+    let ben_ws = node.socket(&ben).await;
+    ann_ws.send(send_frame(&json!("ben"), "before", "before")).await;
+    ben_ws.wait_for("the first message", |f| f["message"]["body"] == "before").await;
+
+    proxy.cut();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = node.call("GET", "/api/ready", None, None).await;
+        if status == 503 {
+            assert_eq!(body["code"], "unavailable");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still ready with its database gone");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ann_ws.send(send_frame(&json!("ben"), "while down", "down-1")).await;
+    let refused = ann_ws.wait_for("a refusal", |f| f["type"] == "error" && f["client_id"] == "down-1").await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
+    assert!(!ann_ws.frames().iter().any(|f| f["type"] == "ack" && f["client_id"] == "down-1"), "never acked");
+
+    proxy.restore();
+    node_ready_again(&node).await;
+    ann_ws.send(send_frame(&json!("ben"), "while down", "down-1")).await;
+    ann_ws.wait_for("the resend's ack", |f| f["type"] == "ack" && f["client_id"] == "down-1").await;
+    ben_ws.wait_for("the resent message", |f| f["message"]["body"] == "while down").await;
+    let bodies: Vec<Value> = ben_ws.frames().iter().filter(|f| f["type"] == "receive_message").map(|f| f["message"]["body"].clone()).collect();
+    assert_eq!(bodies, vec![json!("before"), json!("while down")], "each once");
+}
+
+async fn node_ready_again(node: &Node) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = node.call("GET", "/api/ready", None, None).await;
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready again 30 s after its database came back:\n{}", node.log_tail());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
