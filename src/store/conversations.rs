@@ -63,7 +63,7 @@ fn role_of(row: &QueryResult) -> Result<Role, DbErr> {
 /// The conversation with its members, or `None` if it never existed.
 pub async fn load_state(db: &impl ConnectionTrait, id: ConversationId) -> Result<Option<ConversationState>> {
     let Some(row) = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT id, kind, name, topic, visibility, archived, deleted_id FROM conversations WHERE id = ?",
             [id.into()],
         ))
@@ -72,7 +72,7 @@ pub async fn load_state(db: &impl ConnectionTrait, id: ConversationId) -> Result
         return Ok(None);
     };
     let members = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT u.id, u.username, cm.role FROM conversation_members cm JOIN users u ON u.id = cm.user_id
              WHERE cm.conversation_id = ? ORDER BY u.id",
             [id.into()],
@@ -97,12 +97,12 @@ pub async fn load_state(db: &impl ConnectionTrait, id: ConversationId) -> Result
 /// its kind and whether it is archived. What the writer caches for every send.
 pub async fn load_audience(db: &impl ConnectionTrait, id: ConversationId) -> Result<Option<(Kind, bool, Vec<(UserId, String)>)>> {
     let Some(row) =
-        db.query_one_raw(sql("SELECT kind, archived FROM conversations WHERE id = ? AND deleted_id IS NULL", [id.into()])).await?
+        db.query_one_raw(sql(db, "SELECT kind, archived FROM conversations WHERE id = ? AND deleted_id IS NULL", [id.into()])).await?
     else {
         return Ok(None);
     };
     let members = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT u.id, u.username FROM conversation_members cm JOIN users u ON u.id = cm.user_id
              WHERE cm.conversation_id = ? ORDER BY u.id",
             [id.into()],
@@ -125,7 +125,7 @@ pub async fn create(
 ) -> Result<ConversationId> {
     let name_key = (kind == Kind::Room).then(|| name.map(str::to_lowercase)).flatten();
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "INSERT INTO conversations (kind, name, name_key, topic, visibility, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             [
                 kind.as_str().into(),
@@ -151,14 +151,14 @@ fn name_taken(error: DbErr) -> Error {
 
 /// Whether a live room has this name (ignoring case).
 pub async fn room_name_taken(db: &impl ConnectionTrait, name: &str) -> Result<bool> {
-    let row = db.query_one_raw(sql("SELECT 1 AS x FROM conversations WHERE name_key = ?", [name.to_lowercase().into()])).await?;
+    let row = db.query_one_raw(sql(db, "SELECT 1 AS x FROM conversations WHERE name_key = ?", [name.to_lowercase().into()])).await?;
     Ok(row.is_some())
 }
 
 /// A live room by name, ignoring case (for the command line).
 pub async fn find_room_by_name(db: &impl ConnectionTrait, name: &str) -> Result<Option<ConversationId>> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT id FROM conversations WHERE name_key = ? AND kind = 'room' AND deleted_id IS NULL",
             [name.to_lowercase().into()],
         ))
@@ -175,12 +175,12 @@ pub async fn add_member(
     since: MessageId,
     now: i64,
 ) -> Result<()> {
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO conversation_members (conversation_id, user_id, last_read_id, joined_at, role) VALUES (?, ?, 0, ?, ?)",
         [conversation.into(), user.into(), now.into(), role.as_str().into()],
     ))
     .await?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO membership_periods (conversation_id, user_id, since_id) VALUES (?, ?, ?)",
         [conversation.into(), user.into(), since.into()],
     ))
@@ -190,12 +190,12 @@ pub async fn add_member(
 
 /// Removes `user`; the event at `until` (their removal) is the last they see.
 pub async fn remove_member(db: &impl ConnectionTrait, conversation: ConversationId, user: UserId, until: MessageId) -> Result<()> {
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
         [conversation.into(), user.into()],
     ))
     .await?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "UPDATE membership_periods SET until_id = ? WHERE conversation_id = ? AND user_id = ? AND until_id IS NULL",
         [until.into(), conversation.into(), user.into()],
     ))
@@ -204,7 +204,7 @@ pub async fn remove_member(db: &impl ConnectionTrait, conversation: Conversation
 }
 
 pub async fn set_role(db: &impl ConnectionTrait, conversation: ConversationId, user: UserId, role: Role) -> Result<()> {
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "UPDATE conversation_members SET role = ? WHERE conversation_id = ? AND user_id = ?",
         [role.as_str().into(), conversation.into(), user.into()],
     ))
@@ -214,7 +214,7 @@ pub async fn set_role(db: &impl ConnectionTrait, conversation: ConversationId, u
 
 pub async fn rename(db: &impl ConnectionTrait, conversation: ConversationId, kind: Kind, name: &str) -> Result<()> {
     let name_key = (kind == Kind::Room).then(|| name.to_lowercase());
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "UPDATE conversations SET name = ?, name_key = ? WHERE id = ?",
         [name.into(), name_key.into(), conversation.into()],
     ))
@@ -225,26 +225,26 @@ pub async fn rename(db: &impl ConnectionTrait, conversation: ConversationId, kin
 
 pub async fn set_topic(db: &impl ConnectionTrait, conversation: ConversationId, topic: &str) -> Result<()> {
     let topic = (!topic.is_empty()).then(|| topic.to_owned());
-    db.execute_raw(sql("UPDATE conversations SET topic = ? WHERE id = ?", [topic.into(), conversation.into()])).await?;
+    db.execute_raw(sql(db, "UPDATE conversations SET topic = ? WHERE id = ?", [topic.into(), conversation.into()])).await?;
     Ok(())
 }
 
 pub async fn set_archived(db: &impl ConnectionTrait, conversation: ConversationId, archived: bool) -> Result<()> {
-    db.execute_raw(sql("UPDATE conversations SET archived = ? WHERE id = ?", [archived.into(), conversation.into()])).await?;
+    db.execute_raw(sql(db, "UPDATE conversations SET archived = ? WHERE id = ?", [archived.into(), conversation.into()])).await?;
     Ok(())
 }
 
 /// Removes a conversation: its messages and members go; the row stays as a tombstone with the
 /// removal event (`tombstone`), so that `sync` can still tell its members it is gone.
 pub async fn remove(db: &impl ConnectionTrait, conversation: ConversationId, tombstone: MessageId) -> Result<()> {
-    db.execute_raw(sql("DELETE FROM messages WHERE conversation_id = ? AND id != ?", [conversation.into(), tombstone.into()])).await?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db, "DELETE FROM messages WHERE conversation_id = ? AND id != ?", [conversation.into(), tombstone.into()])).await?;
+    db.execute_raw(sql(db,
         "UPDATE membership_periods SET until_id = ? WHERE conversation_id = ? AND until_id IS NULL",
         [tombstone.into(), conversation.into()],
     ))
     .await?;
-    db.execute_raw(sql("DELETE FROM conversation_members WHERE conversation_id = ?", [conversation.into()])).await?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db, "DELETE FROM conversation_members WHERE conversation_id = ?", [conversation.into()])).await?;
+    db.execute_raw(sql(db,
         "UPDATE conversations SET deleted_id = ?, name_key = NULL, name = NULL, topic = NULL WHERE id = ?",
         [tombstone.into(), conversation.into()],
     ))
@@ -259,7 +259,7 @@ pub async fn users_named(db: &impl ConnectionTrait, names: &[String]) -> Result<
     }
     let placeholders = vec!["?"; names.len()].join(", ");
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             &format!("SELECT id, username, disabled FROM users WHERE username IN ({placeholders})"),
             names.iter().map(|n| Value::from(n.as_str())),
         ))
@@ -284,7 +284,7 @@ const VIEW_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.visibility, c.archi
 /// `members_each` members listed (owners and admins first).
 pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId, members_each: u64) -> Result<Vec<ConversationView>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             &format!(
                 "SELECT {VIEW_COLUMNS} FROM conversation_members me JOIN conversations c ON c.id = me.conversation_id
                  WHERE me.user_id = ? AND c.deleted_id IS NULL ORDER BY last_activity DESC, c.id DESC"
@@ -308,7 +308,7 @@ pub async fn conversations_of(db: &impl ConnectionTrait, user: UserId, members_e
 /// `members_limit` members; `None` if it does not exist or was removed.
 pub async fn view(db: &impl ConnectionTrait, id: ConversationId, viewer: UserId, members_limit: u64) -> Result<Option<ConversationView>> {
     let Some(row) = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             &format!(
                 "SELECT {VIEW_COLUMNS} FROM conversations c
                  LEFT JOIN conversation_members me ON me.conversation_id = c.id AND me.user_id = ?
@@ -360,7 +360,7 @@ async fn last_messages(db: &impl ConnectionTrait, rows: &[QueryResult]) -> Resul
         let placeholders = vec!["?"; chunk.len()].join(", ");
         let select = super::messages::MESSAGE_SELECT;
         let rows = db
-            .query_all_raw(sql(&format!("{select} WHERE m.id IN ({placeholders})"), chunk.iter().map(|id| Value::from(*id))))
+            .query_all_raw(sql(db, &format!("{select} WHERE m.id IN ({placeholders})"), chunk.iter().map(|id| Value::from(*id))))
             .await?;
         for row in &rows {
             let message = message_from_row(row)?;
@@ -377,7 +377,7 @@ async fn members_of(db: &impl ConnectionTrait, ids: &[ConversationId], limit: u6
         let placeholders = vec!["?"; chunk.len()].join(", ");
         let values = chunk.iter().map(|id| Value::from(*id)).chain([Value::from(limit as i64)]);
         let rows = db
-            .query_all_raw(sql(
+            .query_all_raw(sql(db,
                 &format!(
                     "SELECT conversation_id, id, username, role, last_read_id FROM (
                         SELECT cm.conversation_id, u.id, u.username, cm.role, cm.last_read_id,
@@ -408,7 +408,7 @@ async fn members_of(db: &impl ConnectionTrait, ids: &[ConversationId], limit: u6
 pub async fn directory(db: &impl ConnectionTrait, query: &str, viewer: UserId, limit: u64) -> Result<Vec<DirectoryEntry>> {
     let pattern = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT c.id, c.name, c.topic,
                 (SELECT COUNT(*) FROM conversation_members n WHERE n.conversation_id = c.id) AS member_count,
                 EXISTS (SELECT 1 FROM conversation_members me WHERE me.conversation_id = c.id AND me.user_id = ?) AS joined
@@ -443,7 +443,7 @@ pub async fn directory(db: &impl ConnectionTrait, query: &str, viewer: UserId, l
 /// Every live room with its member count, by name (for the command line).
 pub async fn all_rooms(db: &impl ConnectionTrait) -> Result<Vec<(ConversationId, String, Visibility, bool, u64)>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT c.id, c.name, c.visibility, c.archived,
                 (SELECT COUNT(*) FROM conversation_members n WHERE n.conversation_id = c.id) AS member_count
              FROM conversations c WHERE c.kind = 'room' AND c.deleted_id IS NULL ORDER BY c.name_key",
@@ -467,7 +467,7 @@ pub async fn all_rooms(db: &impl ConnectionTrait) -> Result<Vec<(ConversationId,
 /// Whether `user` is a member now.
 pub async fn is_member(db: &impl ConnectionTrait, conversation: ConversationId, user: UserId) -> Result<bool> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT 1 AS x FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
             [conversation.into(), user.into()],
         ))
@@ -478,7 +478,7 @@ pub async fn is_member(db: &impl ConnectionTrait, conversation: ConversationId, 
 /// The kind and visibility of a live conversation, for read access checks.
 pub async fn kind_and_visibility(db: &impl ConnectionTrait, id: ConversationId) -> Result<Option<(Kind, Option<Visibility>)>> {
     let row = db
-        .query_one_raw(sql("SELECT kind, visibility FROM conversations WHERE id = ? AND deleted_id IS NULL", [id.into()]))
+        .query_one_raw(sql(db, "SELECT kind, visibility FROM conversations WHERE id = ? AND deleted_id IS NULL", [id.into()]))
         .await?;
     Ok(row.map(|r| Ok::<_, DbErr>((kind_of(&r)?, visibility_of(&r)?))).transpose()?)
 }
@@ -486,7 +486,7 @@ pub async fn kind_and_visibility(db: &impl ConnectionTrait, id: ConversationId) 
 /// The other members of `conversation`, for typing and read receipts.
 pub async fn other_members(db: &impl ConnectionTrait, conversation: ConversationId, me: UserId) -> Result<Vec<UserId>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT user_id FROM conversation_members WHERE conversation_id = ? AND user_id != ?",
             [conversation.into(), me.into()],
         ))
@@ -498,7 +498,7 @@ pub async fn other_members(db: &impl ConnectionTrait, conversation: Conversation
 /// or through `sync` (a member it removed included, one it added too).
 pub async fn audience_at(db: &impl ConnectionTrait, conversation: ConversationId, at: MessageId) -> Result<Vec<(UserId, String)>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT DISTINCT u.id, u.username FROM membership_periods p JOIN users u ON u.id = p.user_id
              WHERE p.conversation_id = ? AND p.since_id <= ? AND (p.until_id IS NULL OR p.until_id >= ?)
              ORDER BY u.id",
@@ -509,6 +509,6 @@ pub async fn audience_at(db: &impl ConnectionTrait, conversation: ConversationId
 }
 
 pub async fn username_of(db: &impl ConnectionTrait, user: UserId) -> Result<String> {
-    let row = db.query_one_raw(sql("SELECT username FROM users WHERE id = ?", [user.into()])).await?;
+    let row = db.query_one_raw(sql(db, "SELECT username FROM users WHERE id = ?", [user.into()])).await?;
     Ok(row.map(|r| r.try_get("", "username")).transpose()?.unwrap_or_default())
 }

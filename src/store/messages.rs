@@ -57,7 +57,7 @@ pub fn direct_key(a: UserId, b: UserId) -> String {
 
 pub async fn find_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: UserId) -> Result<Option<ConversationId>> {
     let row = db
-        .query_one_raw(sql("SELECT id FROM conversations WHERE direct_key = ?", [direct_key(a, b).into()]))
+        .query_one_raw(sql(db, "SELECT id FROM conversations WHERE direct_key = ?", [direct_key(a, b).into()]))
         .await?;
     Ok(row.map(|r| r.try_get("", "id")).transpose()?)
 }
@@ -65,19 +65,19 @@ pub async fn find_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: U
 /// A direct conversation with both its members, each a member from the start of the stream.
 pub async fn create_direct_conversation(db: &impl ConnectionTrait, a: UserId, b: UserId, now: i64) -> Result<ConversationId> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "INSERT INTO conversations (kind, direct_key, created_at) VALUES ('direct', ?, ?) RETURNING id",
             [direct_key(a, b).into(), now.into()],
         ))
         .await?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("INSERT .. RETURNING gave no row")))?;
     let id: ConversationId = row.try_get("", "id")?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO conversation_members (conversation_id, user_id, last_read_id, joined_at) VALUES (?, ?, 0, ?), (?, ?, 0, ?)",
         [id.into(), a.into(), now.into(), id.into(), b.into(), now.into()],
     ))
     .await?;
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO membership_periods (conversation_id, user_id, since_id) VALUES (?, ?, 0), (?, ?, 0)",
         [id.into(), a.into(), id.into(), b.into()],
     ))
@@ -118,7 +118,7 @@ fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 /// are deleted, so ids are never reused and clients' `after` cursors stay meaningful.
 pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
                         COALESCE((SELECT MAX(id) FROM messages), 0)) AS id",
             [],
@@ -144,7 +144,7 @@ pub async fn advance_stream(_txn: &DatabaseTransaction, _last: MessageId) -> Res
 /// another writer committed those ids.
 pub async fn conversations_changed_between(db: &impl ConnectionTrait, after: MessageId, up_to: MessageId) -> Result<Vec<ConversationId>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT DISTINCT conversation_id FROM messages WHERE id > ? AND id <= ? AND kind = 'event'",
             [after.into(), up_to.into()],
         ))
@@ -160,7 +160,7 @@ pub async fn stored_keys(db: &impl ConnectionTrait, keys: &[(UserId, &str)]) -> 
         let values = chunk.iter().flat_map(|(sender, client_id)| -> [sea_orm::Value; 2] { [(*sender).into(), (*client_id).into()] });
         // CROSS JOIN keeps the keys as the outer loop: one index probe per key, never a scan.
         let rows = db
-            .query_all_raw(sql(
+            .query_all_raw(sql(db,
                 &format!(
                     "SELECT m.sender_id, m.client_id FROM (VALUES {placeholders}) AS k
                      CROSS JOIN messages m ON m.sender_id = k.column1 AND m.client_id = k.column2"
@@ -191,7 +191,7 @@ pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>])
                 row.kind.into(),
             ]
         });
-        db.execute_raw(sql(
+        db.execute_raw(sql(db,
             &format!(
                 "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at, kind) VALUES {placeholders}"
             ),
@@ -205,7 +205,7 @@ pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>])
 /// Records that `sender` has written in `conversation`; true if this was their first message.
 pub async fn mark_posted(db: &impl ConnectionTrait, conversation: ConversationId, sender: UserId) -> Result<bool> {
     let changed = db
-        .execute_raw(sql(
+        .execute_raw(sql(db,
             "UPDATE conversation_members SET posted = 1 WHERE conversation_id = ? AND user_id = ? AND posted = 0",
             [conversation.into(), sender.into()],
         ))
@@ -216,7 +216,7 @@ pub async fn mark_posted(db: &impl ConnectionTrait, conversation: ConversationId
 /// A message already stored under `(sender, client_id)`.
 pub async fn find_by_client_id(db: &impl ConnectionTrait, sender: UserId, client_id: &str) -> Result<Option<Message>> {
     let row = db
-        .query_one_raw(sql(&format!("{MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_id = ?"), [sender.into(), client_id.into()]))
+        .query_one_raw(sql(db, &format!("{MESSAGE_SELECT} WHERE m.sender_id = ? AND m.client_id = ?"), [sender.into(), client_id.into()]))
         .await?;
     Ok(row.as_ref().map(message_from_row).transpose()?)
 }
@@ -231,7 +231,7 @@ pub async fn mark_read(
 ) -> Result<(MessageId, bool)> {
     let target = "MIN(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0))";
     let moved = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             &format!(
                 "UPDATE conversation_members SET last_read_id = {target}
                  WHERE conversation_id = ? AND user_id = ? AND last_read_id < {target} RETURNING last_read_id"
@@ -243,7 +243,7 @@ pub async fn mark_read(
         return Ok((row.try_get("", "last_read_id")?, true));
     }
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT last_read_id FROM conversation_members WHERE conversation_id = ? AND user_id = ?",
             [conversation.into(), reader.into()],
         ))
@@ -260,7 +260,7 @@ const VISIBLE_TO_USER: &str = "FROM membership_periods p
 /// The newest stream id `user` could see, not counting entries after `ceiling`.
 pub async fn latest_message_id_for(db: &impl ConnectionTrait, user: UserId, ceiling: MessageId) -> Result<MessageId> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             &format!("SELECT COALESCE(MAX(m.id), 0) AS id {VISIBLE_TO_USER} WHERE p.user_id = ? AND m.id <= ?"),
             [user.into(), ceiling.into()],
         ))
@@ -278,7 +278,7 @@ pub async fn messages_for_user_between(
 ) -> Result<Vec<Message>> {
     let select = MESSAGE_SELECT.replace("FROM messages m", VISIBLE_TO_USER);
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             &format!("{select} WHERE p.user_id = ? AND m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"),
             [user.into(), after.into(), up_to.into(), (limit as i64).into()],
         ))
@@ -290,7 +290,7 @@ pub async fn messages_for_user_between(
 /// process committed, for the writer to deliver.
 pub async fn messages_between_ids(db: &impl ConnectionTrait, after: MessageId, up_to: MessageId, limit: u64) -> Result<Vec<Message>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             &format!("{MESSAGE_SELECT} WHERE m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"),
             [after.into(), up_to.into(), (limit as i64).into()],
         ))
@@ -310,7 +310,7 @@ pub async fn messages_between(
 ) -> Result<Vec<Message>> {
     let order = if newest_first { "DESC" } else { "ASC" };
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             &format!("{MESSAGE_SELECT} WHERE m.conversation_id = ? AND m.id > ? AND m.id < ? ORDER BY m.id {order} LIMIT ?"),
             [conversation.into(), after.into(), before.map_or(i64::MAX, |b| b.0).into(), (limit as i64).into()],
         ))

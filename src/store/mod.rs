@@ -1,8 +1,9 @@
-//! Storage: the SQLite connections, the schema's entities and the queries that return domain types.
+//! Storage: the database connections (SQLite, or PostgreSQL for a cluster), the schema's entities
+//! and the queries that return domain types. Backend differences stay in this module.
 //!
-//! All writes share one connection, so concurrent writers queue inside chatd instead of meeting
-//! SQLite's "database is locked"; reads use a small pool of their own and, in WAL mode, never
-//! wait for writes.
+//! On SQLite all writes share one connection, so concurrent writers queue inside chatd instead of
+//! meeting "database is locked"; reads use a small pool of their own and, in WAL mode, never wait
+//! for writes.
 pub mod conversations;
 pub mod entities;
 pub mod files;
@@ -31,14 +32,21 @@ pub struct Store {
     /// rewriting it). Each restart holds the writer for a moment (3–17 ms measured), so not too
     /// often: at 10,000 messages a second the log grows by about 90 MiB a second.
     wal_budget_bytes: i64,
+    postgres: bool,
 }
+
+/// Connections a PostgreSQL node writes with: the stream's writer, account writes and read markers.
+const POSTGRES_WRITE_CONNECTIONS: u32 = 4;
 
 impl Store {
     /// Opens (creating if needed) the database named by the configuration. Does not migrate.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         let url = config.database_url();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::open_postgres(config, &url).await;
+        }
         if !url.starts_with("sqlite:") {
-            anyhow::bail!("database.url must be a sqlite: URL (got `{url}`)");
+            anyhow::bail!("database.url must be a sqlite: or postgres:// URL (got `{}`)", redact(&url));
         }
         if config.database.url.is_empty() {
             std::fs::create_dir_all(&config.data_dir)
@@ -81,7 +89,29 @@ impl Store {
         if let Some(file) = database_file.filter(|_| creating) {
             tracing::info!(path = %file.display(), "created a new, empty database");
         }
-        Ok(Self { read, write, wal_budget_bytes: config.database.wal_budget_mib as i64 * 1024 * 1024 })
+        Ok(Self { read, write, wal_budget_bytes: config.database.wal_budget_mib as i64 * 1024 * 1024, postgres: false })
+    }
+
+    async fn open_postgres(config: &Config, url: &str) -> anyhow::Result<Self> {
+        let connect = |max_connections: u32| {
+            let mut options = ConnectOptions::new(url.to_owned());
+            // A database that is down must fail requests within seconds, not hold them.
+            options
+                .max_connections(max_connections)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(5))
+                .acquire_timeout(Duration::from_secs(5))
+                .sqlx_logging(false);
+            options
+        };
+        let cannot = || format!("cannot connect to PostgreSQL at {}", redact(url));
+        let write = Database::connect(connect(POSTGRES_WRITE_CONNECTIONS)).await.with_context(cannot)?;
+        let read = Database::connect(connect(config.database.read_connections)).await.with_context(cannot)?;
+        Ok(Self { read, write, wal_budget_bytes: 0, postgres: true })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -91,8 +121,12 @@ impl Store {
     /// Names of the migrations and whether each is applied, oldest first.
     pub async fn migration_status(&self) -> anyhow::Result<Vec<(String, bool)>> {
         // Asking the migrator would create its table: a status check must not write.
-        let tracked = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'";
-        let applied: Vec<String> = if self.read.query_one_raw(sql(tracked, [])).await?.is_some() {
+        let tracked = if self.postgres {
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'seaql_migrations'"
+        } else {
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
+        };
+        let applied: Vec<String> = if self.read.query_one_raw(sql(&self.read, tracked, [])).await?.is_some() {
             Migrator::get_applied_migrations(&self.write).await?.iter().map(|m| m.name().to_owned()).collect()
         } else {
             Vec::new()
@@ -115,6 +149,9 @@ impl Store {
     /// than growing it), and `journal_size_limit` trims anything beyond the limit.
     /// Durability is unchanged: a commit is durable once its WAL frames are synced.
     pub async fn checkpoint_in_background(&self) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        if self.postgres {
+            return Ok(tokio::spawn(async {}));
+        }
         self.write.execute_unprepared("PRAGMA wal_autocheckpoint = 0").await?;
         self.write.execute_unprepared(&format!("PRAGMA journal_size_limit = {}", self.wal_budget_bytes)).await?;
         let store = self.clone();
@@ -131,7 +168,7 @@ impl Store {
 
     /// One round of the background checkpointer; returns the WAL's length in pages before it.
     pub async fn checkpoint(&self) -> Result<i64, sea_orm::DbErr> {
-        let passive = self.read.query_one_raw(sql("PRAGMA wal_checkpoint(PASSIVE)", [])).await?;
+        let passive = self.read.query_one_raw(sql(&self.read, "PRAGMA wal_checkpoint(PASSIVE)", [])).await?;
         let wal_pages: i64 = passive.map(|row| row.try_get("", "log")).transpose()?.unwrap_or(0);
         if wal_pages * self.page_size().await? > self.wal_budget_bytes {
             // Catch up once more without blocking, so that the restart, which does block the
@@ -145,13 +182,15 @@ impl Store {
     /// Copies the whole log into the database and closes every connection, so that the next start
     /// has no log to read back.
     pub async fn close(&self) -> Result<(), sea_orm::DbErr> {
-        self.write.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        if !self.postgres {
+            self.write.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+        }
         self.read.close_by_ref().await?;
         self.write.close_by_ref().await
     }
 
     async fn page_size(&self) -> Result<i64, sea_orm::DbErr> {
-        let row = self.read.query_one_raw(sql("PRAGMA page_size", [])).await?;
+        let row = self.read.query_one_raw(sql(&self.read, "PRAGMA page_size", [])).await?;
         Ok(row.map(|row| row.try_get("", "page_size")).transpose()?.unwrap_or(4096))
     }
 
@@ -169,12 +208,20 @@ impl Store {
     /// Writes one consistent snapshot of the database to a new file at `path` (SQLite's
     /// `VACUUM INTO`), safe while the server keeps writing.
     pub async fn backup_to(&self, path: &str) -> Result<(), sea_orm::DbErr> {
-        self.read.execute_raw(sql("VACUUM INTO ?", [path.into()])).await.map(|_| ())
+        if self.postgres {
+            return Err(sea_orm::DbErr::Custom(
+                "`chatd backup` copies a SQLite database; back PostgreSQL up with pg_dump (docs/operations.md)".into(),
+            ));
+        }
+        self.read.execute_raw(sql(&self.read, "VACUUM INTO ?", [path.into()])).await.map(|_| ())
     }
 
     /// SQLite's verdict on the database's structure: `ok`, or what is wrong.
     pub async fn integrity_check(&self) -> Result<String, sea_orm::DbErr> {
-        let row = self.read.query_one_raw(sql("PRAGMA integrity_check", [])).await?;
+        if self.postgres {
+            return Ok("ok".into());
+        }
+        let row = self.read.query_one_raw(sql(&self.read, "PRAGMA integrity_check", [])).await?;
         Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or_default())
     }
 
@@ -184,7 +231,46 @@ impl Store {
     }
 }
 
-/// A raw SQLite statement with bound values.
-pub fn sql(text: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Sqlite, text, values)
+/// A raw statement with bound values for `db`'s backend. Statements are written with SQLite's `?`
+/// placeholders; for PostgreSQL they become `$1`, `$2`… (quoted text is left alone).
+pub fn sql<C: ConnectionTrait + ?Sized>(db: &C, text: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        return Statement::from_sql_and_values(backend, text, values);
+    }
+    let mut numbered = String::with_capacity(text.len() + 16);
+    let (mut n, mut quoted) = (0, false);
+    for c in text.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                numbered.push(c);
+            }
+            '?' if !quoted => {
+                n += 1;
+                numbered.push_str(&format!("${n}"));
+            }
+            _ => numbered.push(c),
+        }
+    }
+    Statement::from_sql_and_values(backend, numbered, values)
+}
+
+/// Whether `db` is PostgreSQL, for the few statements whose dialects differ.
+pub fn is_postgres<C: ConnectionTrait + ?Sized>(db: &C) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+/// A database URL fit for logs: the password, if any, replaced.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }

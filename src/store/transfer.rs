@@ -102,7 +102,7 @@ pub async fn export(store: &Store, mut out: impl Write) -> anyhow::Result<()> {
     let txn = store.read.begin().await?;
     // No timestamp here: exporting the same data twice gives the same bytes.
     writeln!(out, "{}", json!({"type": "version", "format": FORMAT, "chatd": env!("CARGO_PKG_VERSION")}))?;
-    for row in txn.query_all_raw(sql("SELECT id, username, is_admin, disabled, created_at FROM users ORDER BY id", [])).await? {
+    for row in txn.query_all_raw(sql(&txn, "SELECT id, username, is_admin, disabled, created_at FROM users ORDER BY id", [])).await? {
         let line = json!({
             "type": "user",
             "id": row.try_get::<i64>("", "id")?,
@@ -123,14 +123,14 @@ pub async fn export(store: &Store, mut out: impl Write) -> anyhow::Result<()> {
 
 async fn export_conversations(txn: &DatabaseTransaction, out: &mut impl Write) -> anyhow::Result<()> {
     let rows = txn
-        .query_all_raw(sql(
+        .query_all_raw(sql(txn,
             "SELECT id, kind, name, topic, visibility, archived, deleted_id, created_at FROM conversations ORDER BY id",
             [],
         ))
         .await?;
     let mut members: HashMap<i64, Vec<MemberLine>> = HashMap::new();
     let member_rows = txn
-        .query_all_raw(sql(
+        .query_all_raw(sql(txn,
             "SELECT m.conversation_id, u.username, m.role, m.last_read_id, m.joined_at, m.posted
              FROM conversation_members m JOIN users u ON u.id = m.user_id ORDER BY m.conversation_id, u.username",
             [],
@@ -170,7 +170,7 @@ async fn export_messages(txn: &DatabaseTransaction, out: &mut impl Write) -> any
     let mut after = 0i64;
     loop {
         let rows = txn
-            .query_all_raw(sql(
+            .query_all_raw(sql(txn,
                 "SELECT m.id, m.conversation_id, u.username AS sender, m.body, m.client_id, m.created_at, m.kind
                  FROM messages m JOIN users u ON u.id = m.sender_id WHERE m.id > ? ORDER BY m.id LIMIT ?",
                 [after.into(), PAGE.into()],
@@ -198,7 +198,7 @@ async fn export_messages(txn: &DatabaseTransaction, out: &mut impl Write) -> any
 
 async fn export_periods(txn: &DatabaseTransaction, out: &mut impl Write) -> anyhow::Result<()> {
     let rows = txn
-        .query_all_raw(sql(
+        .query_all_raw(sql(txn,
             "SELECT p.conversation_id, u.username, p.since_id, p.until_id FROM membership_periods p JOIN users u ON u.id = p.user_id
              ORDER BY p.conversation_id, u.username, p.since_id",
             [],
@@ -267,7 +267,7 @@ pub async fn import(store: &Store, reader: impl BufRead) -> anyhow::Result<Count
     }
     for (conversation, tombstone) in std::mem::take(&mut ids.tombstones) {
         let (Some(conversation), Some(tombstone)) = (ids.conversations.get(&conversation), ids.events.get(&tombstone)) else { continue };
-        txn.execute_raw(sql("UPDATE conversations SET deleted_id = ? WHERE id = ?", [(*tombstone).into(), (*conversation).into()])).await?;
+        txn.execute_raw(sql(&txn, "UPDATE conversations SET deleted_id = ? WHERE id = ?", [(*tombstone).into(), (*conversation).into()])).await?;
     }
     txn.commit().await?;
     Ok(counts)
@@ -360,7 +360,7 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
                 None => 0,
             };
             let (since, until) = (map(since_id), until_id.map(map));
-            txn.execute_raw(sql(
+            txn.execute_raw(sql(txn,
                 "INSERT OR IGNORE INTO membership_periods (conversation_id, user_id, since_id, until_id) VALUES (?, ?, ?, ?)",
                 [conversation.into(), user.into(), since.into(), until.into()],
             ))
@@ -439,7 +439,7 @@ async fn import_conversation(
     )
     .await?;
     for (member, user) in members.iter().zip(&member_ids) {
-        txn.execute_raw(sql(
+        txn.execute_raw(sql(txn,
             "INSERT INTO conversation_members (conversation_id, user_id, last_read_id, joined_at, role, posted) VALUES (?, ?, ?, ?, ?, ?)",
             [new_id.into(), (*user).into(), member.last_read_id.into(), millis(&member.joined_at)?.into(), member.role.clone().into(), member.posted.into()],
         ))
@@ -448,7 +448,7 @@ async fn import_conversation(
     if ids.format < 2 {
         // Format 1 had direct conversations only, each member seeing it from the start.
         for user in &member_ids {
-            txn.execute_raw(sql(
+            txn.execute_raw(sql(txn,
                 "INSERT INTO membership_periods (conversation_id, user_id, since_id) VALUES (?, ?, 0)",
                 [new_id.into(), (*user).into()],
             ))
@@ -469,7 +469,7 @@ fn millis(rfc3339: &str) -> anyhow::Result<i64> {
 }
 
 async fn scalar(txn: &DatabaseTransaction, query: &str, values: impl IntoIterator<Item = Value>) -> anyhow::Result<Option<i64>> {
-    let row = txn.query_one_raw(sql(query, values)).await?;
+    let row = txn.query_one_raw(sql(txn, query, values)).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?)
 }
 

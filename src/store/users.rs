@@ -47,7 +47,7 @@ pub async fn search_users(
     limit: u64,
 ) -> Result<Vec<UserSummary>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT id, username, created_at FROM users
              WHERE disabled = 0 AND id != ? AND instr(username, ?) > 0
              ORDER BY instr(username, ?), length(username), username
@@ -68,7 +68,7 @@ pub async fn search_users(
 }
 
 pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId, expires_at: i64, address: &str) -> Result<()> {
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, address) VALUES (?, ?, ?, ?, NULL, ?)",
         [id.into(), user_id.into(), now_millis().into(), expires_at.into(), address.into()],
     ))
@@ -79,7 +79,7 @@ pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId
 /// `user`'s live sessions beyond the newest `keep`.
 pub async fn sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u32) -> Result<Vec<String>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
              ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
             [user_id.into(), now_millis().into(), i64::from(keep).into()],
@@ -91,7 +91,7 @@ pub async fn sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u
 /// Addresses `user` made sessions from since `since` (newest first, at most 100).
 pub async fn session_addresses(db: &impl ConnectionTrait, user_id: UserId, since: i64) -> Result<Vec<String>> {
     let rows = db
-        .query_all_raw(sql(
+        .query_all_raw(sql(db,
             "SELECT DISTINCT address FROM sessions WHERE user_id = ? AND created_at > ? AND address IS NOT NULL
              ORDER BY created_at DESC LIMIT 100",
             [user_id.into(), since.into()],
@@ -103,7 +103,7 @@ pub async fn session_addresses(db: &impl ConnectionTrait, user_id: UserId, since
 /// The user behind a live session: not revoked, not expired, account enabled.
 pub async fn session_user(db: &impl ConnectionTrait, session_id: &str) -> Result<Option<CurrentUser>> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT u.id, u.username, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
              WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = 0",
             [session_id.into(), now_millis().into()],
@@ -122,7 +122,7 @@ pub async fn session_user(db: &impl ConnectionTrait, session_id: &str) -> Result
 /// Revokes one session and logs it, so a server in another process closes its sockets too.
 pub async fn revoke_session(db: &impl ConnectionTrait, user_id: UserId, session_id: &str) -> Result<()> {
     let now = now_millis();
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
         [now.into(), session_id.into()],
     ))
@@ -133,7 +133,7 @@ pub async fn revoke_session(db: &impl ConnectionTrait, user_id: UserId, session_
 /// Revokes every session of a user (password change, disable, removal).
 pub async fn revoke_all_sessions(db: &impl ConnectionTrait, user_id: UserId) -> Result<()> {
     let now = now_millis();
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
         [now.into(), user_id.into()],
     ))
@@ -142,7 +142,7 @@ pub async fn revoke_all_sessions(db: &impl ConnectionTrait, user_id: UserId) -> 
 }
 
 async fn log_revocation(db: &impl ConnectionTrait, user_id: UserId, session_id: Option<&str>, now: i64) -> Result<()> {
-    db.execute_raw(sql(
+    db.execute_raw(sql(db,
         "INSERT INTO revocations (user_id, session_id, created_at) VALUES (?, ?, ?)",
         [user_id.into(), session_id.map(str::to_owned).into(), now.into()],
     ))
@@ -160,7 +160,7 @@ pub struct Revocation {
 
 pub async fn revocations_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<Revocation>> {
     let rows = db
-        .query_all_raw(sql("SELECT id, user_id, session_id FROM revocations WHERE id > ? ORDER BY id LIMIT 1000", [after.into()]))
+        .query_all_raw(sql(db, "SELECT id, user_id, session_id FROM revocations WHERE id > ? ORDER BY id LIMIT 1000", [after.into()]))
         .await?;
     rows.iter()
         .map(|r| {
@@ -171,35 +171,35 @@ pub async fn revocations_after(db: &impl ConnectionTrait, after: i64) -> Result<
 }
 
 pub async fn latest_revocation(db: &impl ConnectionTrait) -> Result<i64> {
-    let row = db.query_one_raw(sql("SELECT COALESCE(MAX(id), 0) AS id FROM revocations", [])).await?;
+    let row = db.query_one_raw(sql(db, "SELECT COALESCE(MAX(id), 0) AS id FROM revocations", [])).await?;
     Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
 }
 
 pub async fn set_password_hash(db: &impl ConnectionTrait, user_id: UserId, hash: String) -> Result<()> {
-    db.execute_raw(sql("UPDATE users SET password_hash = ? WHERE id = ?", [hash.into(), user_id.into()])).await?;
+    db.execute_raw(sql(db, "UPDATE users SET password_hash = ? WHERE id = ?", [hash.into(), user_id.into()])).await?;
     Ok(())
 }
 
 pub async fn set_admin(db: &impl ConnectionTrait, user_id: UserId, is_admin: bool) -> Result<()> {
-    db.execute_raw(sql("UPDATE users SET is_admin = ? WHERE id = ?", [is_admin.into(), user_id.into()])).await?;
+    db.execute_raw(sql(db, "UPDATE users SET is_admin = ? WHERE id = ?", [is_admin.into(), user_id.into()])).await?;
     Ok(())
 }
 
 pub async fn set_disabled(db: &impl ConnectionTrait, user_id: UserId, disabled: bool) -> Result<()> {
-    db.execute_raw(sql("UPDATE users SET disabled = ? WHERE id = ?", [disabled.into(), user_id.into()])).await?;
+    db.execute_raw(sql(db, "UPDATE users SET disabled = ? WHERE id = ?", [disabled.into(), user_id.into()])).await?;
     Ok(())
 }
 
 /// Deletes the account with its sessions, memberships and the messages it sent.
 pub async fn delete_user(db: &impl ConnectionTrait, user_id: UserId) -> Result<()> {
-    db.execute_raw(sql("DELETE FROM users WHERE id = ?", [user_id.into()])).await?;
+    db.execute_raw(sql(db, "DELETE FROM users WHERE id = ?", [user_id.into()])).await?;
     Ok(())
 }
 
 /// What removing `user_id` deletes with it: (messages it sent, conversations it is in).
 pub async fn removal_counts(db: &impl ConnectionTrait, user_id: UserId) -> Result<(u64, u64)> {
     let row = db
-        .query_one_raw(sql(
+        .query_one_raw(sql(db,
             "SELECT (SELECT COUNT(*) FROM messages WHERE sender_id = ?) AS messages,
                     (SELECT COUNT(*) FROM conversation_members WHERE user_id = ?) AS conversations",
             [user_id.into(), user_id.into()],
@@ -232,6 +232,6 @@ fn presence_query(direct_rule: &str) -> String {
 }
 
 async fn user_ids(db: &impl ConnectionTrait, query: &str, user: UserId) -> Result<Vec<UserId>> {
-    let rows = db.query_all_raw(sql(query, [user.into()])).await?;
+    let rows = db.query_all_raw(sql(db, query, [user.into()])).await?;
     rows.iter().map(|r| r.try_get::<UserId>("", "user_id").map_err(Error::from)).collect()
 }
