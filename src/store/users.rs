@@ -170,6 +170,20 @@ pub async fn revocations_after(db: &impl ConnectionTrait, after: i64) -> Result<
         .map_err(Error::from)
 }
 
+/// Revocations logged at or after `since` (Unix ms), oldest first. With several writers a later id
+/// can commit first, so a follower reads by time, not past the highest id it saw.
+pub async fn revocations_since(db: &impl ConnectionTrait, since: i64) -> Result<Vec<Revocation>> {
+    let rows = db
+        .query_all_raw(sql(db, "SELECT id, user_id, session_id FROM revocations WHERE created_at >= ? ORDER BY id LIMIT 10000", [since.into()]))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Revocation { id: r.try_get("", "id")?, user_id: r.try_get("", "user_id")?, session_id: r.try_get("", "session_id")? })
+        })
+        .collect::<Result<_, DbErr>>()
+        .map_err(Error::from)
+}
+
 pub async fn latest_revocation(db: &impl ConnectionTrait) -> Result<i64> {
     let row = db.query_one_raw(sql(db, "SELECT COALESCE(MAX(id), 0) AS id FROM revocations", [])).await?;
     Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
