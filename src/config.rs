@@ -426,6 +426,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_cluster_needs_postgres_a_shared_secret_and_a_plain_subject_prefix() {
+        let mut config = Config::default();
+        config.cluster.nats_url = "nats://127.0.0.1:4222".into();
+        assert!(config.validate().unwrap_err().to_string().contains("postgres"));
+        config.database.url = "postgres://chatd@db/chatd".into();
+        assert!(config.validate().unwrap_err().to_string().contains("jwt_secret"));
+        config.auth.jwt_secret = "x".repeat(32);
+        config.validate().unwrap();
+        config.cluster.subject_prefix = "a.b".into();
+        assert!(config.validate().unwrap_err().to_string().contains("subject_prefix"));
+    }
+
+    #[test]
     fn public_urls_become_origins() {
         assert_eq!(public_origin("https://Chat.Example.com/").unwrap(), "https://chat.example.com");
         assert_eq!(public_origin("https://chat.example.com:443/app").unwrap(), "https://chat.example.com");
