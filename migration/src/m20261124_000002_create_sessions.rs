@@ -12,7 +12,7 @@ impl MigrationName for Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_all(
+        crate::run_for_backend(
             manager,
             &[
                 "CREATE TABLE sessions (
@@ -24,11 +24,25 @@ impl MigrationTrait for Migration {
                 )",
                 "CREATE INDEX sessions_by_user ON sessions(user_id)",
             ],
+            // `rowid` is SQLite's implicit one made explicit: it orders sessions made in the
+            // same millisecond.
+            &[
+                "CREATE TABLE sessions (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+                    created_at BIGINT NOT NULL,
+                    expires_at BIGINT NOT NULL,
+                    revoked_at BIGINT,
+                    rowid BIGINT GENERATED ALWAYS AS IDENTITY
+                )",
+                "CREATE INDEX sessions_by_user ON sessions(user_id)",
+            ],
         )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_all(manager, &["DROP TABLE sessions"]).await
+        let drop = ["DROP TABLE sessions"];
+        crate::run_for_backend(manager, &drop, &drop).await
     }
 }

@@ -14,10 +14,17 @@ impl MigrationName for Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_all(
+        crate::run_for_backend(
             manager,
             &[
                 "ALTER TABLE conversation_members ADD COLUMN posted INTEGER NOT NULL DEFAULT 0",
+                "UPDATE conversation_members SET posted = EXISTS (
+                    SELECT 1 FROM messages m
+                    WHERE m.sender_id = conversation_members.user_id AND m.conversation_id = conversation_members.conversation_id)",
+                "ALTER TABLE sessions ADD COLUMN address TEXT",
+            ],
+            &[
+                "ALTER TABLE conversation_members ADD COLUMN posted BOOLEAN NOT NULL DEFAULT FALSE",
                 "UPDATE conversation_members SET posted = EXISTS (
                     SELECT 1 FROM messages m
                     WHERE m.sender_id = conversation_members.user_id AND m.conversation_id = conversation_members.conversation_id)",
@@ -28,13 +35,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::run_all(
-            manager,
-            &[
-                "ALTER TABLE sessions DROP COLUMN address",
-                "ALTER TABLE conversation_members DROP COLUMN posted",
-            ],
-        )
-        .await
+        let drop = ["ALTER TABLE sessions DROP COLUMN address", "ALTER TABLE conversation_members DROP COLUMN posted"];
+        crate::run_for_backend(manager, &drop, &drop).await
     }
 }

@@ -4,7 +4,8 @@
 //! member added, a rename) are numbered in the same stream as messages.
 //!
 //! SQLite cannot change a CHECK constraint in place, so `conversations` is rebuilt, with foreign
-//! keys off so that dropping the old table does not cascade into members and messages.
+//! keys off so that dropping the old table does not cascade into members and messages;
+//! PostgreSQL alters the table.
 use sea_orm_migration::prelude::*;
 
 pub struct Migration;
@@ -35,12 +36,52 @@ const OLD_CONVERSATIONS: &str = "CREATE TABLE conversations_new (
     created_at INTEGER NOT NULL
 )";
 
+const POSTGRES_UP: &[&str] = &[
+    "ALTER TABLE conversations DROP CONSTRAINT conversations_kind_check",
+    "ALTER TABLE conversations ADD CONSTRAINT conversations_kind_check CHECK (kind IN ('direct', 'group', 'room'))",
+    r#"ALTER TABLE conversations
+        ADD COLUMN name TEXT COLLATE "C",
+        ADD COLUMN name_key TEXT COLLATE "C" UNIQUE,
+        ADD COLUMN topic TEXT COLLATE "C",
+        ADD COLUMN visibility TEXT CHECK (visibility IN ('public', 'private')),
+        ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE,
+        ADD COLUMN deleted_id BIGINT"#,
+    "CREATE INDEX conversations_public_rooms ON conversations(kind, visibility) WHERE deleted_id IS NULL",
+    "ALTER TABLE conversation_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'",
+    "CREATE TABLE membership_periods (
+        conversation_id BIGINT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        since_id BIGINT NOT NULL,
+        until_id BIGINT,
+        PRIMARY KEY (user_id, conversation_id, since_id)
+    )",
+    "INSERT INTO membership_periods (conversation_id, user_id, since_id) SELECT conversation_id, user_id, 0 FROM conversation_members",
+    "ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text'",
+];
+
+const POSTGRES_DOWN: &[&str] = &[
+    "DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE kind != 'direct')",
+    "DELETE FROM messages WHERE kind != 'text'",
+    "ALTER TABLE messages DROP COLUMN kind",
+    "DROP TABLE membership_periods",
+    "ALTER TABLE conversation_members DROP COLUMN role",
+    "DELETE FROM conversations WHERE kind != 'direct'",
+    "DROP INDEX conversations_public_rooms",
+    "ALTER TABLE conversations DROP COLUMN name, DROP COLUMN name_key, DROP COLUMN topic, DROP COLUMN visibility,
+        DROP COLUMN archived, DROP COLUMN deleted_id",
+    "ALTER TABLE conversations DROP CONSTRAINT conversations_kind_check",
+    "ALTER TABLE conversations ADD CONSTRAINT conversations_kind_check CHECK (kind IN ('direct', 'group'))",
+];
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // Applied, but not recorded (the process stopped in between): nothing to do.
         if manager.has_column("conversations", "name_key").await? {
             return Ok(());
+        }
+        if crate::is_postgres(manager) {
+            return crate::run_all(manager, POSTGRES_UP).await;
         }
         rebuild(
             manager,
@@ -67,6 +108,9 @@ impl MigrationTrait for Migration {
 
     /// Back to direct conversations only: groups and rooms go, with their messages.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if crate::is_postgres(manager) {
+            return crate::run_all(manager, POSTGRES_DOWN).await;
+        }
         rebuild(
             manager,
             &[
