@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, QueryResult};
 
-use super::sql;
+use super::{is_postgres, sql};
 use crate::{
     domain::{Change, ConversationId, Message, MessageId, UserId},
     error::{Error, Result},
@@ -114,29 +114,43 @@ fn power_of_two_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// The highest stream id ever given out. AUTOINCREMENT remembers it even after the newest rows
-/// are deleted, so ids are never reused and clients' `after` cursors stay meaningful.
+/// The highest stream id ever given out, without waiting for writers. It never goes down, even
+/// when the newest rows are deleted, so ids are never reused and clients' `after` cursors stay
+/// meaningful: SQLite's AUTOINCREMENT remembers it, PostgreSQL's `stream_counter` holds it.
 pub async fn last_assigned_message_id(db: &impl ConnectionTrait) -> Result<MessageId> {
-    let row = db
-        .query_one_raw(sql(db,
-            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
-                        COALESCE((SELECT MAX(id) FROM messages), 0)) AS id",
-            [],
-        ))
-        .await?;
+    let query = if is_postgres(db) {
+        "SELECT last_id AS id FROM stream_counter WHERE id = 1"
+    } else {
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                    COALESCE((SELECT MAX(id) FROM messages), 0)) AS id"
+    };
+    stream_id(db, query, []).await
+}
+
+async fn stream_id(db: &impl ConnectionTrait, query: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> Result<MessageId> {
+    let row = db.query_one_raw(sql(db, query, values)).await?;
     Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or_default())
 }
 
 /// Takes the stream's write lock for `txn` and returns the last id given out. Whoever holds it
 /// numbers the next entries and keeps it until commit, so ids become visible in the order they
 /// were given, whichever node or process commits (docs/protocol.md, "Ids without gaps").
-/// SQLite's `BEGIN IMMEDIATE` already holds the database's one write lock.
+/// SQLite's `BEGIN IMMEDIATE` already holds the database's one write lock; on PostgreSQL it is
+/// the counter row's.
 pub async fn lock_stream(txn: &DatabaseTransaction) -> Result<MessageId> {
-    last_assigned_message_id(txn).await
+    if !is_postgres(txn) {
+        return last_assigned_message_id(txn).await;
+    }
+    stream_id(txn, "SELECT last_id AS id FROM stream_counter WHERE id = 1 FOR UPDATE", []).await
 }
 
-/// Records that ids up to `last` are given out (AUTOINCREMENT does so as rows are inserted).
-pub async fn advance_stream(_txn: &DatabaseTransaction, _last: MessageId) -> Result<()> {
+/// Records that ids up to `last` are given out (on SQLite, AUTOINCREMENT does so as rows are
+/// inserted). Never moves the counter back.
+pub async fn advance_stream(txn: &DatabaseTransaction, last: MessageId) -> Result<()> {
+    if is_postgres(txn) {
+        txn.execute_raw(sql(txn, "UPDATE stream_counter SET last_id = ? WHERE id = 1 AND last_id < ?", [last.into(), last.into()]))
+            .await?;
+    }
     Ok(())
 }
 
@@ -158,12 +172,12 @@ pub async fn stored_keys(db: &impl ConnectionTrait, keys: &[(UserId, &str)]) -> 
     for chunk in power_of_two_chunks(keys) {
         let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
         let values = chunk.iter().flat_map(|(sender, client_id)| -> [sea_orm::Value; 2] { [(*sender).into(), (*client_id).into()] });
-        // CROSS JOIN keeps the keys as the outer loop: one index probe per key, never a scan.
         let rows = db
             .query_all_raw(sql(db,
                 &format!(
                     "SELECT m.sender_id, m.client_id FROM (VALUES {placeholders}) AS k
-                     CROSS JOIN messages m ON m.sender_id = k.column1 AND m.client_id = k.column2"
+                     {} messages m ON m.sender_id = k.column1 AND m.client_id = k.column2",
+                    keys_first(db)
                 ),
                 values,
             ))
@@ -202,11 +216,17 @@ pub async fn insert_messages(db: &impl ConnectionTrait, rows: &[NewMessage<'_>])
     Ok(())
 }
 
+/// SQLite's CROSS JOIN keeps the left side as the outer loop (one index probe per key or period,
+/// never a scan); PostgreSQL's planner needs no such hint and has no `CROSS JOIN … ON`.
+fn keys_first(db: &impl ConnectionTrait) -> &'static str {
+    if is_postgres(db) { "JOIN" } else { "CROSS JOIN" }
+}
+
 /// Records that `sender` has written in `conversation`; true if this was their first message.
 pub async fn mark_posted(db: &impl ConnectionTrait, conversation: ConversationId, sender: UserId) -> Result<bool> {
     let changed = db
         .execute_raw(sql(db,
-            "UPDATE conversation_members SET posted = 1 WHERE conversation_id = ? AND user_id = ? AND posted = 0",
+            "UPDATE conversation_members SET posted = TRUE WHERE conversation_id = ? AND user_id = ? AND posted = FALSE",
             [conversation.into(), sender.into()],
         ))
         .await?;
@@ -229,7 +249,8 @@ pub async fn mark_read(
     reader: UserId,
     up_to: MessageId,
 ) -> Result<(MessageId, bool)> {
-    let target = "MIN(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0))";
+    let smaller = if is_postgres(db) { "LEAST" } else { "MIN" };
+    let target = format!("{smaller}(?, COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = ?), 0))");
     let moved = db
         .query_one_raw(sql(db,
             &format!(
@@ -253,19 +274,19 @@ pub async fn mark_read(
 
 /// Periods of `user`'s memberships joined to the stream entries they cover: what `user` may see
 /// live, and so what `sync` replays. The periods drive the join (a user has few).
-const VISIBLE_TO_USER: &str = "FROM membership_periods p
-    CROSS JOIN messages m ON m.conversation_id = p.conversation_id
-        AND m.id >= p.since_id AND (p.until_id IS NULL OR m.id <= p.until_id)";
+fn visible_to_user(db: &impl ConnectionTrait) -> String {
+    format!(
+        "FROM membership_periods p
+    {} messages m ON m.conversation_id = p.conversation_id
+        AND m.id >= p.since_id AND (p.until_id IS NULL OR m.id <= p.until_id)",
+        keys_first(db)
+    )
+}
 
 /// The newest stream id `user` could see, not counting entries after `ceiling`.
 pub async fn latest_message_id_for(db: &impl ConnectionTrait, user: UserId, ceiling: MessageId) -> Result<MessageId> {
-    let row = db
-        .query_one_raw(sql(db,
-            &format!("SELECT COALESCE(MAX(m.id), 0) AS id {VISIBLE_TO_USER} WHERE p.user_id = ? AND m.id <= ?"),
-            [user.into(), ceiling.into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or_default())
+    let query = format!("SELECT COALESCE(MAX(m.id), 0) AS id {} WHERE p.user_id = ? AND m.id <= ?", visible_to_user(db));
+    stream_id(db, &query, [user.into(), ceiling.into()]).await
 }
 
 /// Stream entries `user` could see with `after < id <= up_to`, oldest first, at most `limit`.
@@ -276,7 +297,7 @@ pub async fn messages_for_user_between(
     up_to: MessageId,
     limit: u64,
 ) -> Result<Vec<Message>> {
-    let select = MESSAGE_SELECT.replace("FROM messages m", VISIBLE_TO_USER);
+    let select = MESSAGE_SELECT.replace("FROM messages m", &visible_to_user(db));
     let rows = db
         .query_all_raw(sql(db,
             &format!("{select} WHERE p.user_id = ? AND m.id > ? AND m.id <= ? ORDER BY m.id LIMIT ?"),
