@@ -229,6 +229,19 @@ impl Node {
         }
     }
 
+    /// Waits until `/api/ready` answers as `wanted` says, for at most `secs`.
+    async fn until_ready_says(&self, what: &str, secs: u64, wanted: impl Fn(u16, &Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.call("GET", "/api/ready", None, None).await;
+            if wanted(status, &body) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} within {secs} s: {status} {body}\n{}", self.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL");
@@ -589,15 +602,7 @@ async fn with_nats_down_nodes_keep_committing_and_deliver_each_others_messages_f
     ben_ws.wait_for("the first message", |f| f["message"]["body"] == "with the bus").await;
 
     nats.stop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, ready) = a.call("GET", "/api/ready", None, None).await;
-        if ready["bus"] == "disconnected" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node a never noticed the bus was gone: {ready}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    a.until_ready_says("node a notices the bus is gone", 10, |status, body| status == 200 && body["bus"] == "disconnected").await;
     for n in 1..=10 {
         ann_ws.send(send_frame(&json!("ben"), &format!("without the bus {n}"), &format!("c-{n}"))).await;
     }
@@ -605,14 +610,8 @@ async fn with_nats_down_nodes_keep_committing_and_deliver_each_others_messages_f
     ben_ws.wait_for("the tenth message", |f| f["message"]["body"] == "without the bus 10").await;
 
     nats.spawn().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, ready) = b.call("GET", "/api/ready", None, None).await;
-        if ready["bus"] == "connected" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node b never reconnected to the bus: {ready}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for node in [&a, &b] {
+        node.until_ready_says("the node reconnects to the bus", 20, |_, body| body["bus"] == "connected").await;
     }
     ann_ws.send(send_frame(&json!("ben"), "with the bus again", "c-11")).await;
     ben_ws.wait_for("the last message", |f| f["message"]["body"] == "with the bus again").await;
@@ -793,38 +792,17 @@ async fn with_postgres_gone_a_node_is_unready_and_refuses_sends_unacked_then_rec
     ben_ws.wait_for("the first message", |f| f["message"]["body"] == "before").await;
 
     proxy.cut();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = node.call("GET", "/api/ready", None, None).await;
-        if status == 503 {
-            assert_eq!(body["code"], "unavailable");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still ready with its database gone");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    node.until_ready_says("unready with its database gone", 20, |status, body| status == 503 && body["code"] == "unavailable").await;
     ann_ws.send(send_frame(&json!("ben"), "while down", "down-1")).await;
     let refused = ann_ws.wait_for("a refusal", |f| f["type"] == "error" && f["client_id"] == "down-1").await;
     assert_eq!(refused["code"], "unavailable", "{refused}");
     assert!(!ann_ws.frames().iter().any(|f| f["type"] == "ack" && f["client_id"] == "down-1"), "never acked");
 
     proxy.restore();
-    node_ready_again(&node).await;
+    node.until_ready_says("ready again once its database is back", 30, |status, _| status == 200).await;
     ann_ws.send(send_frame(&json!("ben"), "while down", "down-1")).await;
     ann_ws.wait_for("the resend's ack", |f| f["type"] == "ack" && f["client_id"] == "down-1").await;
     ben_ws.wait_for("the resent message", |f| f["message"]["body"] == "while down").await;
     let bodies: Vec<Value> = ben_ws.frames().iter().filter(|f| f["type"] == "receive_message").map(|f| f["message"]["body"].clone()).collect();
     assert_eq!(bodies, vec![json!("before"), json!("while down")], "each once");
-}
-
-async fn node_ready_again(node: &Node) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, _) = node.call("GET", "/api/ready", None, None).await;
-        if status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not ready again 30 s after its database came back:\n{}", node.log_tail());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
