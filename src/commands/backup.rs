@@ -8,6 +8,13 @@ use anyhow::{Context, bail};
 use crate::{config::Config, store::Store};
 
 pub async fn run(config: Config, output: &Path, force: bool) -> anyhow::Result<()> {
+    let store = Store::open(&config).await?;
+    if store.is_postgres() {
+        bail!(
+            "`chatd backup` copies a SQLite database; this one is on PostgreSQL: back it up with pg_dump \
+             (or continuous archiving), or take `chatd export` for a portable copy"
+        );
+    }
     if output.exists() {
         if !force {
             bail!("{} already exists; choose a new file, or pass --force to overwrite it", output.display());
@@ -16,7 +23,6 @@ pub async fn run(config: Config, output: &Path, force: bool) -> anyhow::Result<(
         std::fs::remove_file(output).with_context(|| format!("cannot replace {}", output.display()))?;
     }
     let target = output.to_str().context("the backup path must be valid UTF-8")?;
-    let store = Store::open(&config).await?;
     store.backup_to(target).await.with_context(|| format!("cannot write the backup to {}", output.display()))?;
     let mut copy = config.clone();
     copy.database.url = format!("sqlite://{target}?mode=rw");

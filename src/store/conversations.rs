@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 
-use super::{messages::message_from_row, sql};
+use super::{is_postgres, messages::message_from_row, sql};
 use crate::{
     domain::{
         ConversationId, ConversationView, DirectoryEntry, Kind, Member, MessageId, Role, UserId, Visibility,
@@ -257,10 +257,12 @@ pub async fn users_named(db: &impl ConnectionTrait, names: &[String]) -> Result<
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = vec!["?"; names.len()].join(", ");
+    // Ignoring case: SQLite's column is NOCASE, PostgreSQL's unique index is on lower(username).
+    let (column, placeholder) = if is_postgres(db) { ("lower(username)", "lower(?)") } else { ("username", "?") };
+    let placeholders = vec![placeholder; names.len()].join(", ");
     let rows = db
         .query_all_raw(sql(db,
-            &format!("SELECT id, username, disabled FROM users WHERE username IN ({placeholders})"),
+            &format!("SELECT id, username, disabled FROM users WHERE {column} IN ({placeholders})"),
             names.iter().map(|n| Value::from(n.as_str())),
         ))
         .await?;
@@ -275,7 +277,7 @@ pub async fn users_named(db: &impl ConnectionTrait, names: &[String]) -> Result<
 const VIEW_COLUMNS: &str = "c.id, c.kind, c.name, c.topic, c.visibility, c.archived, c.created_at,
     me.last_read_id AS read_up_to, me.role AS my_role,
     (SELECT COUNT(*) FROM (SELECT 1 FROM messages x WHERE x.conversation_id = c.id AND x.id > COALESCE(me.last_read_id, 0)
-        AND x.sender_id != ? AND x.kind = 'text' LIMIT ?)) AS unread,
+        AND x.sender_id != ? AND x.kind = 'text' LIMIT ?) AS capped) AS unread,
     (SELECT MAX(id) FROM messages WHERE conversation_id = c.id AND kind = 'text') AS last_message_id,
     COALESCE((SELECT MAX(id) FROM messages WHERE conversation_id = c.id), 0) AS last_activity,
     (SELECT COUNT(*) FROM conversation_members n WHERE n.conversation_id = c.id) AS member_count";
@@ -384,7 +386,7 @@ async fn members_of(db: &impl ConnectionTrait, ids: &[ConversationId], limit: u6
                             ROW_NUMBER() OVER (PARTITION BY cm.conversation_id
                                 ORDER BY CASE cm.role WHEN 'owner' THEN 0 WHEN 'admin' THEN 1 ELSE 2 END, u.username) AS n
                         FROM conversation_members cm JOIN users u ON u.id = cm.user_id
-                        WHERE cm.conversation_id IN ({placeholders}))
+                        WHERE cm.conversation_id IN ({placeholders})) AS ranked
                      WHERE n <= ? ORDER BY conversation_id, n"
                 ),
                 values,
@@ -407,16 +409,18 @@ async fn members_of(db: &impl ConnectionTrait, ids: &[ConversationId], limit: u6
 /// whether `viewer` is in each.
 pub async fn directory(db: &impl ConnectionTrait, query: &str, viewer: UserId, limit: u64) -> Result<Vec<DirectoryEntry>> {
     let pattern = format!("%{}%", query.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    // SQLite's LIKE ignores ASCII case; PostgreSQL's ILIKE does, on these byte-order columns.
+    let like = if is_postgres(db) { "ILIKE" } else { "LIKE" };
     let rows = db
         .query_all_raw(sql(db,
-            "SELECT c.id, c.name, c.topic,
+            &format!("SELECT c.id, c.name, c.topic,
                 (SELECT COUNT(*) FROM conversation_members n WHERE n.conversation_id = c.id) AS member_count,
                 EXISTS (SELECT 1 FROM conversation_members me WHERE me.conversation_id = c.id AND me.user_id = ?) AS joined
              FROM conversations c
              WHERE c.kind = 'room' AND c.visibility = 'public' AND c.deleted_id IS NULL
-               AND (c.name LIKE ? ESCAPE '\\' OR c.topic LIKE ? ESCAPE '\\')
-             ORDER BY (c.name_key LIKE ? ESCAPE '\\') DESC, member_count DESC, c.name_key
-             LIMIT ?",
+               AND (c.name {like} ? ESCAPE '\\' OR c.topic {like} ? ESCAPE '\\')
+             ORDER BY (c.name_key {like} ? ESCAPE '\\') DESC, member_count DESC, c.name_key
+             LIMIT ?"),
             [
                 viewer.into(),
                 pattern.clone().into(),

@@ -12,7 +12,7 @@ pub mod permissions;
 pub mod transfer;
 pub mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::{fmt::Write, str::FromStr, time::Duration};
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
@@ -196,7 +196,8 @@ impl Store {
 
     /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`), so that another
     /// process writing meanwhile (the command line) makes it wait (`busy_timeout_ms`) instead of
-    /// failing it on a stale snapshot.
+    /// failing it on a stale snapshot. On PostgreSQL a plain transaction: rows lock as they are
+    /// written, and the stream's writers queue on `messages::lock_stream`.
     pub async fn begin_write(&self) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
         let options = sea_orm::TransactionOptions {
             sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
@@ -208,21 +209,24 @@ impl Store {
     /// Writes one consistent snapshot of the database to a new file at `path` (SQLite's
     /// `VACUUM INTO`), safe while the server keeps writing.
     pub async fn backup_to(&self, path: &str) -> Result<(), sea_orm::DbErr> {
-        if self.postgres {
-            return Err(sea_orm::DbErr::Custom(
-                "`chatd backup` copies a SQLite database; back PostgreSQL up with pg_dump (docs/operations.md)".into(),
-            ));
-        }
+        self.sqlite_only("`chatd backup`")?;
         self.read.execute_raw(sql(&self.read, "VACUUM INTO ?", [path.into()])).await.map(|_| ())
     }
 
     /// SQLite's verdict on the database's structure: `ok`, or what is wrong.
     pub async fn integrity_check(&self) -> Result<String, sea_orm::DbErr> {
-        if self.postgres {
-            return Ok("ok".into());
-        }
+        self.sqlite_only("the integrity check")?;
         let row = self.read.query_one_raw(sql(&self.read, "PRAGMA integrity_check", [])).await?;
         Ok(row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or_default())
+    }
+
+    fn sqlite_only(&self, what: &str) -> Result<(), sea_orm::DbErr> {
+        if self.postgres {
+            return Err(sea_orm::DbErr::Custom(format!(
+                "{what} works on a SQLite database; back PostgreSQL up with pg_dump (docs/operations.md, \"Backup and restore\")"
+            )));
+        }
+        Ok(())
     }
 
     /// True when the database answers a trivial query.
@@ -238,7 +242,7 @@ pub fn sql<C: ConnectionTrait + ?Sized>(db: &C, text: &str, values: impl IntoIte
     if backend != DbBackend::Postgres {
         return Statement::from_sql_and_values(backend, text, values);
     }
-    let mut numbered = String::with_capacity(text.len() + 16);
+    let mut numbered = String::with_capacity(text.len() + text.len() / 4);
     let (mut n, mut quoted) = (0, false);
     for c in text.chars() {
         match c {
@@ -248,12 +252,18 @@ pub fn sql<C: ConnectionTrait + ?Sized>(db: &C, text: &str, values: impl IntoIte
             }
             '?' if !quoted => {
                 n += 1;
-                numbered.push_str(&format!("${n}"));
+                let _ = write!(numbered, "${n}");
             }
             _ => numbered.push(c),
         }
     }
     Statement::from_sql_and_values(backend, numbered, values)
+}
+
+/// A condition matching `username = ?` ignoring case: SQLite's column is NOCASE (and indexed so),
+/// PostgreSQL's unique index is on `lower(username)`.
+pub(crate) fn same_username<C: ConnectionTrait + ?Sized>(db: &C) -> &'static str {
+    if is_postgres(db) { "lower(username) = lower(?)" } else { "username = ?" }
 }
 
 /// Whether `db` is PostgreSQL, for the few statements whose dialects differ.

@@ -19,8 +19,12 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, TransactionTrait, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Store, messages::direct_key, sql};
-use crate::domain::{UserId, Username, format_time};
+use super::{
+    Store, is_postgres,
+    messages::{advance_stream, direct_key, lock_stream},
+    sql,
+};
+use crate::domain::{MessageId, UserId, Username, format_time};
 
 /// Rows read per query while exporting.
 const PAGE: i64 = 5000;
@@ -239,13 +243,15 @@ struct IdMap {
     tombstones: Vec<(i64, i64)>,
     /// Whether some entry of the stream got another id than in the export.
     renumbered: bool,
+    /// The last stream id given out; the current transaction holds the stream's lock.
+    newest: i64,
     format: u32,
 }
 
 pub async fn import(store: &Store, reader: impl BufRead) -> anyhow::Result<Counts> {
     let mut counts = Counts::default();
     let mut ids = IdMap::default();
-    let mut txn = store.write.begin().await?;
+    let mut txn = begin_chunk(store, &mut ids).await?;
     let mut in_chunk = 0;
     for (index, line) in reader.lines().enumerate() {
         let number = index + 1;
@@ -260,8 +266,8 @@ pub async fn import(store: &Store, reader: impl BufRead) -> anyhow::Result<Count
         import_line(&txn, parsed, &mut ids, &mut counts).await.with_context(|| format!("line {number}"))?;
         in_chunk += 1;
         if in_chunk == CHUNK {
-            txn.commit().await?;
-            txn = store.write.begin().await?;
+            commit_chunk(txn, &ids).await?;
+            txn = begin_chunk(store, &mut ids).await?;
             in_chunk = 0;
         }
     }
@@ -269,8 +275,38 @@ pub async fn import(store: &Store, reader: impl BufRead) -> anyhow::Result<Count
         let (Some(conversation), Some(tombstone)) = (ids.conversations.get(&conversation), ids.events.get(&tombstone)) else { continue };
         txn.execute_raw(sql(&txn, "UPDATE conversations SET deleted_id = ? WHERE id = ?", [(*tombstone).into(), (*conversation).into()])).await?;
     }
-    txn.commit().await?;
+    raise_id_sequences(&txn).await?;
+    commit_chunk(txn, &ids).await?;
     Ok(counts)
+}
+
+/// A write transaction holding the stream's lock, as the writer's own: imported entries are
+/// numbered after every id given out, and no one else numbers any meanwhile.
+async fn begin_chunk(store: &Store, ids: &mut IdMap) -> anyhow::Result<DatabaseTransaction> {
+    let txn = store.begin_write().await?;
+    ids.newest = lock_stream(&txn).await?.0;
+    Ok(txn)
+}
+
+async fn commit_chunk(txn: DatabaseTransaction, ids: &IdMap) -> anyhow::Result<()> {
+    advance_stream(&txn, MessageId(ids.newest)).await?;
+    Ok(txn.commit().await?)
+}
+
+/// PostgreSQL's identity sequences do not follow explicit ids (SQLite's AUTOINCREMENT does): move
+/// each past the highest id kept, never back.
+async fn raise_id_sequences(txn: &DatabaseTransaction) -> anyhow::Result<()> {
+    if !is_postgres(txn) {
+        return Ok(());
+    }
+    for table in ["users", "conversations"] {
+        let raise = format!(
+            "SELECT setval(s.name, t.top) FROM (SELECT pg_get_serial_sequence('{table}', 'id') AS name) s, (SELECT MAX(id) AS top FROM {table}) t
+             WHERE t.top > COALESCE((SELECT last_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = s.name), 0)"
+        );
+        txn.execute_raw(sql(txn, &raise, [])).await?;
+    }
+    Ok(())
 }
 
 async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, counts: &mut Counts) -> anyhow::Result<()> {
@@ -283,16 +319,18 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
         }
         Line::User { id, username, is_admin, disabled, created_at } => {
             let username = Username::parse(&username).map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Some(existing) = scalar(txn, "SELECT id FROM users WHERE username = ?", [username.as_str().into()]).await? {
+            if let Some(existing) = scalar(txn, &format!("SELECT id FROM users WHERE {}", super::same_username(txn)), [username.as_str().into()]).await? {
                 ids.users_by_name.insert(username.to_string(), existing);
                 counts.skipped += 1;
                 return Ok(());
             }
             let keep_id = scalar(txn, "SELECT id FROM users WHERE id = ?", [id.into()]).await?.is_none();
-            let new_id = insert_returning_id(
+            let new_id = insert_row(
                 txn,
-                "INSERT INTO users (id, username, password_hash, is_admin, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                [keep_id.then_some(id).into(), username.as_str().into(), NO_PASSWORD.into(), is_admin.into(), disabled.into(), millis(&created_at)?.into()],
+                "users",
+                keep_id.then_some(id),
+                &["username", "password_hash", "is_admin", "disabled", "created_at"],
+                [username.as_str().into(), NO_PASSWORD.into(), is_admin.into(), disabled.into(), millis(&created_at)?.into()],
             )
             .await?;
             ids.users_by_name.insert(username.to_string(), new_id);
@@ -321,13 +359,14 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
                 counts.skipped += 1;
                 return Ok(());
             }
-            // Ids must keep increasing in commit order, so an old id is only kept above every stored one.
-            let newest = scalar(txn, "SELECT COALESCE(MAX(id), 0) FROM messages", []).await?.unwrap_or(0);
-            let new_id = insert_returning_id(
+            // Ids must keep increasing in commit order, so an old id is only kept above every one given out.
+            let new_id = if id > ids.newest { id } else { ids.newest + 1 };
+            ids.newest = new_id;
+            txn.execute_raw(sql(
                 txn,
-                "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO messages (id, conversation_id, sender_id, client_id, body, created_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (id > newest).then_some(id).into(),
+                    new_id.into(),
                     conversation.into(),
                     sender.into(),
                     client_id.into(),
@@ -335,7 +374,7 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
                     millis(&created_at)?.into(),
                     kind.clone().into(),
                 ],
-            )
+            ))
             .await?;
             if kind == "event" {
                 ids.events.insert(id, new_id);
@@ -361,7 +400,7 @@ async fn import_line(txn: &DatabaseTransaction, line: Line, ids: &mut IdMap, cou
             };
             let (since, until) = (map(since_id), until_id.map(map));
             txn.execute_raw(sql(txn,
-                "INSERT OR IGNORE INTO membership_periods (conversation_id, user_id, since_id, until_id) VALUES (?, ?, ?, ?)",
+                "INSERT INTO membership_periods (conversation_id, user_id, since_id, until_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [conversation.into(), user.into(), since.into(), until.into()],
             ))
             .await?;
@@ -421,12 +460,12 @@ async fn import_conversation(
         return Ok(());
     }
     let keep_id = scalar(txn, "SELECT id FROM conversations WHERE id = ?", [id.into()]).await?.is_none();
-    let new_id = insert_returning_id(
+    let new_id = insert_row(
         txn,
-        "INSERT INTO conversations (id, kind, direct_key, name, name_key, topic, visibility, archived, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "conversations",
+        keep_id.then_some(id),
+        &["kind", "direct_key", "name", "name_key", "topic", "visibility", "archived", "created_at"],
         [
-            keep_id.then_some(id).into(),
             kind.into(),
             direct_key.into(),
             name.into(),
@@ -473,6 +512,16 @@ async fn scalar(txn: &DatabaseTransaction, query: &str, values: impl IntoIterato
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?)
 }
 
-async fn insert_returning_id(txn: &DatabaseTransaction, query: &str, values: impl IntoIterator<Item = Value>) -> anyhow::Result<i64> {
-    scalar(txn, query, values).await?.context("insert returned no id")
+/// Inserts a row under `id`, or without one the id the database gives it (PostgreSQL's identity
+/// columns take no NULL for that); returns the row's id.
+async fn insert_row<const N: usize>(
+    txn: &DatabaseTransaction,
+    table: &str,
+    id: Option<i64>,
+    columns: &[&str; N],
+    values: [Value; N],
+) -> anyhow::Result<i64> {
+    let names: Vec<&str> = id.map(|_| "id").into_iter().chain(columns.iter().copied()).collect();
+    let query = format!("INSERT INTO {table} ({}) VALUES ({}) RETURNING id", names.join(", "), vec!["?"; names.len()].join(", "));
+    scalar(txn, &query, id.map(Value::from).into_iter().chain(values)).await?.context("insert returned no id")
 }

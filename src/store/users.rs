@@ -1,10 +1,10 @@
 //! Queries about accounts and sign-in sessions.
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr};
-
-use super::{
-    entities::user,
-    sql,
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set, SqlErr,
+    sea_query::{Expr, ExprTrait, Func},
 };
+
+use super::{entities::user, is_postgres, sql};
 use crate::{
     domain::{CurrentUser, UserId, UserSummary, now_millis},
     error::{Error, Result},
@@ -30,13 +30,19 @@ pub async fn insert_user(
     })
 }
 
-/// Case-insensitive: the column is `COLLATE NOCASE`.
+/// Case-insensitive: on SQLite the column is `COLLATE NOCASE`; PostgreSQL's unique index is on
+/// `lower(username)`.
 pub async fn find_by_username(db: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>> {
-    Ok(user::Entity::find().filter(user::Column::Username.eq(username)).one(db).await?)
+    let same_name = if is_postgres(db) {
+        Expr::expr(Func::lower(Expr::col(user::Column::Username))).eq(Func::lower(Expr::val(username)))
+    } else {
+        user::Column::Username.eq(username)
+    };
+    Ok(user::Entity::find().filter(same_name).one(db).await?)
 }
 
 pub async fn list_users(db: &impl ConnectionTrait) -> Result<Vec<user::Model>> {
-    Ok(user::Entity::find().all(db).await?)
+    Ok(user::Entity::find().order_by_asc(user::Column::Id).all(db).await?)
 }
 
 /// Users whose name contains `query`, best matches first (exact, then prefix, then shorter names).
@@ -46,12 +52,15 @@ pub async fn search_users(
     exclude: UserId,
     limit: u64,
 ) -> Result<Vec<UserSummary>> {
+    let position = if is_postgres(db) { "strpos" } else { "instr" };
     let rows = db
         .query_all_raw(sql(db,
-            "SELECT id, username, created_at FROM users
-             WHERE disabled = 0 AND id != ? AND instr(username, ?) > 0
-             ORDER BY instr(username, ?), length(username), username
-             LIMIT ?",
+            &format!(
+                "SELECT id, username, created_at FROM users
+                 WHERE disabled = FALSE AND id != ? AND {position}(username, ?) > 0
+                 ORDER BY {position}(username, ?), length(username), username
+                 LIMIT ?"
+            ),
             [exclude.into(), query.into(), query.into(), (limit as i64).into()],
         ))
         .await?;
@@ -78,10 +87,14 @@ pub async fn insert_session(db: &impl ConnectionTrait, id: &str, user_id: UserId
 
 /// `user`'s live sessions beyond the newest `keep`.
 pub async fn sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u32) -> Result<Vec<String>> {
+    // PostgreSQL's sessions have SQLite's implicit rowid as a column of that name.
+    let all = if is_postgres(db) { "ALL" } else { "-1" };
     let rows = db
         .query_all_raw(sql(db,
-            "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
-             ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+            &format!(
+                "SELECT id FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ?
+                 ORDER BY created_at DESC, rowid DESC LIMIT {all} OFFSET ?"
+            ),
             [user_id.into(), now_millis().into(), i64::from(keep).into()],
         ))
         .await?;
@@ -105,7 +118,7 @@ pub async fn session_user(db: &impl ConnectionTrait, session_id: &str) -> Result
     let row = db
         .query_one_raw(sql(db,
             "SELECT u.id, u.username, u.is_admin, u.created_at FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = 0",
+             WHERE s.id = ? AND s.revoked_at IS NULL AND s.expires_at > ? AND u.disabled = FALSE",
             [session_id.into(), now_millis().into()],
         ))
         .await?;
@@ -227,13 +240,13 @@ pub async fn removal_counts(db: &impl ConnectionTrait, user_id: UserId) -> Resul
 /// written to in a direct conversation. Someone who was only written to has not chosen to be
 /// seen, so a stranger's first message reveals nothing about them.
 pub async fn presence_audience(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
-    user_ids(db, &presence_query("me.posted = 1"), user).await
+    user_ids(db, &presence_query("me.posted = TRUE"), user).await
 }
 
 /// Whose presence `user` may see: the members of their groups and rooms, and the people who have
 /// written to them.
 pub async fn presence_visible(db: &impl ConnectionTrait, user: UserId) -> Result<Vec<UserId>> {
-    user_ids(db, &presence_query("peer.posted = 1"), user).await
+    user_ids(db, &presence_query("peer.posted = TRUE"), user).await
 }
 
 fn presence_query(direct_rule: &str) -> String {
