@@ -28,11 +28,82 @@ pub struct Target {
     http: reqwest::Client,
 }
 
-/// A user the benchmark created and signed in.
+/// A user the benchmark created and signed in, and the node (an index into [`Nodes`]) it did so on.
 #[derive(Clone, Debug)]
 pub struct Account {
     pub username: String,
     pub token: String,
+    pub node: usize,
+}
+
+/// The servers a scenario drives: one, or the nodes of a cluster on one database. Every user and
+/// socket is placed on a node by index (taken modulo the node count); a token from any node is
+/// good on all of them.
+#[derive(Clone)]
+pub struct Nodes(Arc<[Target]>);
+
+impl Nodes {
+    pub fn new(urls: &[String]) -> anyhow::Result<Self> {
+        let targets = urls.iter().filter(|u| !u.trim().is_empty()).map(|u| Target::new(u.trim())).collect::<anyhow::Result<Vec<_>>>()?;
+        ensure!(!targets.is_empty(), "no server URL given");
+        Ok(Self(targets.into()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The node at `index`, modulo the node count.
+    pub fn at(&self, index: usize) -> &Target {
+        &self.0[index % self.0.len()]
+    }
+
+    /// Names placed round-robin: the i-th on node i.
+    pub fn round_robin(&self, names: impl IntoIterator<Item = String>) -> Vec<(String, usize)> {
+        names.into_iter().enumerate().map(|(i, name)| (name, i % self.len())).collect()
+    }
+
+    /// Signs up and signs in every user on its node, a bounded number at a time (per node); fails
+    /// on the first error.
+    pub async fn create_accounts(&self, users: Vec<(String, usize)>) -> anyhow::Result<Vec<Account>> {
+        let limits: Vec<_> = (0..self.len()).map(|_| Arc::new(Semaphore::new(ACCOUNT_CONCURRENCY))).collect();
+        let mut tasks = Vec::with_capacity(users.len());
+        for (username, node) in users {
+            let node = node % self.len();
+            let target = self.at(node).clone();
+            let limit = limits[node].clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await?;
+                target.sign_up(&username).await?;
+                let token = target.sign_in(&username).await?;
+                anyhow::Ok(Account { username, token, node })
+            }));
+        }
+        let mut accounts = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            accounts.push(task.await??);
+        }
+        Ok(accounts)
+    }
+
+    /// Opens and authenticates one socket per (token, node), in order, a bounded number at a time.
+    pub async fn connect_all(&self, sockets: Vec<(String, usize)>, read_buffer: usize) -> anyhow::Result<Vec<Ws>> {
+        let limit = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+        let mut tasks = Vec::with_capacity(sockets.len());
+        for (token, node) in sockets {
+            let target = self.at(node).clone();
+            let limit = limit.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await?;
+                target.connect(&token, read_buffer).await
+            }));
+        }
+        let mut sockets = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            sockets.push(task.await??);
+        }
+        Ok(sockets)
+    }
 }
 
 /// One server frame, as much of it as the benchmark reads.
@@ -139,46 +210,6 @@ impl Target {
         Ok(id)
     }
 
-    /// Signs up and signs in every name, a bounded number at a time; fails on the first error.
-    pub async fn create_accounts(&self, names: Vec<String>) -> anyhow::Result<Vec<Account>> {
-        let limit = Arc::new(Semaphore::new(ACCOUNT_CONCURRENCY));
-        let mut tasks = Vec::with_capacity(names.len());
-        for username in names {
-            let target = self.clone();
-            let limit = limit.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await?;
-                target.sign_up(&username).await?;
-                let token = target.sign_in(&username).await?;
-                anyhow::Ok(Account { username, token })
-            }));
-        }
-        let mut accounts = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            accounts.push(task.await??);
-        }
-        Ok(accounts)
-    }
-
-    /// Opens and authenticates one socket per token (in order), a bounded number at a time.
-    pub async fn connect_all(&self, tokens: Vec<String>, read_buffer: usize) -> anyhow::Result<Vec<Ws>> {
-        let limit = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-        let mut tasks = Vec::with_capacity(tokens.len());
-        for token in tokens {
-            let target = self.clone();
-            let limit = limit.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = limit.acquire_owned().await?;
-                target.connect(&token, read_buffer).await
-            }));
-        }
-        let mut sockets = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            sockets.push(task.await??);
-        }
-        Ok(sockets)
-    }
-
     /// Opens `/ws`, authenticates, and waits for `ready` and `online_users`.
     pub async fn connect(&self, token: &str, read_buffer: usize) -> anyhow::Result<Ws> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect_inner(token, read_buffer))
@@ -250,5 +281,18 @@ mod tests {
     fn refuses_remote_targets() {
         assert!(Target::new("http://10.0.0.1:3000").is_err());
         assert!(Target::new("http://127.0.0.1:3000").is_ok());
+        assert!(Nodes::new(&["http://127.0.0.1:3000".into(), "http://10.0.0.1:3000".into()]).is_err());
+        assert!(Nodes::new(&[]).is_err());
+    }
+
+    #[test]
+    fn users_go_round_robin_over_the_nodes() {
+        let urls: Vec<String> = (0..3).map(|i| format!("http://127.0.0.1:{}", 3000 + i)).collect();
+        let nodes = Nodes::new(&urls).unwrap();
+        let placed = nodes.round_robin((0..5).map(|i| format!("u{i}")));
+        assert_eq!(placed.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [0, 1, 2, 0, 1]);
+        assert_eq!(nodes.at(4).addr.port(), 3001);
+        let one = Nodes::new(&urls[..1]).unwrap();
+        assert!(one.round_robin((0..3).map(|i| format!("u{i}"))).iter().all(|(_, n)| *n == 0));
     }
 }

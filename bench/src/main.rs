@@ -23,10 +23,11 @@ struct Cli {
 enum Command {
     /// Runs one scenario (1–9, see docs/benchmarks.md) and prints its figures as JSON on stdout.
     Scenario(ScenarioArgs),
-    /// Waits (at most `--timeout` seconds) until the server answers `GET /api/ready` with 200.
+    /// Waits (at most `--timeout` seconds) until every server answers `GET /api/ready` with 200.
     WaitReady {
-        #[arg(long, default_value = "http://127.0.0.1:38000")]
-        url: String,
+        /// One server, or several separated by commas.
+        #[arg(long, default_value = "http://127.0.0.1:38000", value_delimiter = ',')]
+        url: Vec<String>,
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
         /// Stop waiting as soon as this process has exited.
@@ -50,6 +51,12 @@ enum Command {
         /// The results come from a smoke run: print them without judging them against the targets
         #[arg(long)]
         smoke: bool,
+        /// The servers' storage: results of another backend or node count in the same file are kept.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// How many `chatd serve` nodes the scenarios ran against.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         /// The JSON files `chatd-bench scenario` printed.
         files: Vec<PathBuf>,
     },
@@ -62,9 +69,10 @@ pub struct ScenarioArgs {
     /// Scenario number, 1–9.
     #[arg(value_parser = clap::value_parser!(u8).range(1..=9))]
     pub number: u8,
-    /// The server, as http://IP:PORT on a loopback address.
-    #[arg(long, default_value = "http://127.0.0.1:38000")]
-    pub url: String,
+    /// The server, as http://IP:PORT on a loopback address; the nodes of a cluster separated by
+    /// commas, over which users are spread round-robin (a pair's sender and receiver on different nodes).
+    #[arg(long, default_value = "http://127.0.0.1:38000", value_delimiter = ',')]
+    pub url: Vec<String>,
     /// Small counts and short durations: the whole scenario takes a few seconds.
     #[arg(long)]
     pub smoke: bool,
@@ -122,9 +130,13 @@ pub struct ScenarioArgs {
     /// Members who post in the room (scenario 9).
     #[arg(long)]
     pub posters: Option<usize>,
-    /// The server's process id, to read its memory (scenario 4).
+    /// The servers' process ids, separated by commas, to read their CPU and memory (summed).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// The PostgreSQL database the servers use: the CPU of its backends and of PostgreSQL's
+    /// background processes is reported beside the servers'.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub postgres_db: Option<String>,
     /// The chatd binary (scenarios 7, 8).
     #[arg(long, default_value = "target/release/chatd")]
     pub chatd: PathBuf,
@@ -159,8 +171,9 @@ fn main() -> ExitCode {
                     true
                 })
                 .map_err(Into::into),
-            Command::Report { out, commit, date, command, smoke, files } => {
-                report::write(&out, &commit, &date, &command, smoke, &files).map(|()| true)
+            Command::Report { out, commit, date, command, smoke, backend, nodes, files } => {
+                let setup = report::Setup { backend, nodes };
+                report::write(&out, &commit, &date, &command, smoke, &setup, &files).map(|()| true)
             }
         }
     });

@@ -31,11 +31,14 @@ const ROWS: &[Row] = &[
     row(1, "msgs_per_s", "throughput, ≤ 64 unacked per sender", "msg/s", Goal::AtLeast(150_000.0), "≥ 150,000", "~380,000"),
     row(1, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(200.0), "< 200", "~130"),
     row(1, "lost", "lost + duplicated", "", Goal::AtMost(0.0), "0", "0"),
+    row(1, "postgres_cpu_us_per_msg", "PostgreSQL CPU per message", "µs", Goal::None, "", ""),
     row(2, "msgs_per_s", "throughput, wait for each ack", "msg/s", Goal::AtLeast(25_000.0), "≥ 25,000", "~45,000"),
     row(2, "rx_p99_ms", "send → receive p99", "ms", Goal::None, "", ""),
+    row(2, "postgres_cpu_us_per_msg", "PostgreSQL CPU per message", "µs", Goal::None, "", ""),
     row(3, "msgs_per_s", "delivered rate", "msg/s", Goal::AtLeast(0.99), "the asked rate (10,000)", ""),
     row(3, "rx_p50_ms", "send → receive p50", "ms", Goal::Below(1.0), "< 1", ""),
     row(3, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(5.0), "< 5", "4.9 (at 20k msg/s)"),
+    row(3, "postgres_cpu_us_per_msg", "PostgreSQL CPU per message", "µs", Goal::None, "", ""),
     row(4, "sockets", "idle authenticated sockets", "", Goal::None, "~19,000", ""),
     row(4, "rss_per_socket_kib", "server RSS per socket", "KiB", Goal::AtMost(8.0), "≤ 8", "~6 (poem, 4 KiB read buffer)"),
     row(4, "ping_p99_ms", "ping → pong p99", "ms", Goal::Below(5.0), "< 5", ""),
@@ -53,6 +56,7 @@ const ROWS: &[Row] = &[
     row(9, "rx_p50_ms", "send → receive p50", "ms", Goal::None, "", ""),
     row(9, "rx_p99_ms", "send → receive p99", "ms", Goal::Below(100.0), "< 100", ""),
     row(9, "server_cpu_us_per_delivery", "server CPU per delivery", "µs", Goal::None, "", ""),
+    row(9, "postgres_cpu_us_per_delivery", "PostgreSQL CPU per delivery", "µs", Goal::None, "", ""),
 ];
 
 const fn row(
@@ -67,8 +71,29 @@ const fn row(
     Row { scenario, figure, label, unit, goal, target, relay }
 }
 
-pub fn write(out: &Path, commit: &str, date: &str, command: &str, smoke: bool, files: &[PathBuf]) -> anyhow::Result<()> {
-    let provenance = json!({ "date": date, "commit": commit, "command": command });
+/// What the scenarios ran against: the servers' storage and how many nodes.
+pub struct Setup {
+    pub backend: String,
+    pub nodes: usize,
+}
+
+impl Setup {
+    fn ran(&self, result: &ScenarioResult) -> bool {
+        result.backend == self.backend && result.nodes == self.nodes
+    }
+}
+
+pub fn write(
+    out: &Path,
+    commit: &str,
+    date: &str,
+    command: &str,
+    smoke: bool,
+    setup: &Setup,
+    files: &[PathBuf],
+) -> anyhow::Result<()> {
+    let provenance =
+        json!({ "date": date, "commit": commit, "command": command, "backend": setup.backend, "nodes": setup.nodes });
     let mut results = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -77,25 +102,35 @@ pub fn write(out: &Path, commit: &str, date: &str, command: &str, smoke: bool, f
             let mut result: ScenarioResult =
                 serde_json::from_str(line).with_context(|| format!("bad result in {}", file.display()))?;
             result.provenance = Some(provenance.clone());
+            result.backend = setup.backend.clone();
+            // Scenarios that start their own server (7, 8) always run one.
+            if !matches!(result.scenario, 7 | 8) {
+                result.nodes = setup.nodes;
+            }
             results.push(result);
         }
     }
-    // Re-running some scenarios keeps the others' earlier results in the same file.
+    // Re-running some scenarios keeps the others' earlier results in the same file, and those of
+    // other backends and node counts.
+    let this_run = results.len();
     if let Ok(text) = std::fs::read_to_string(out) {
         let earlier: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("bad JSON in {}", out.display()))?;
         let earlier: Vec<ScenarioResult> = serde_json::from_value(earlier["scenarios"].clone()).unwrap_or_default();
         for mut result in earlier {
-            if !results.iter().any(|r| r.scenario == result.scenario) {
+            let same = |r: &ScenarioResult| r.scenario == result.scenario && r.backend == result.backend && r.nodes == result.nodes;
+            if !results[..this_run].iter().any(same) {
                 result.provenance.get_or_insert_with(|| provenance.clone());
                 results.push(result);
             }
         }
     }
-    results.sort_by_key(|r| r.scenario);
+    results.sort_by(|a, b| (a.backend != "sqlite", &a.backend, a.nodes, a.scenario).cmp(&(b.backend != "sqlite", &b.backend, b.nodes, b.scenario)));
     let combined = json!({
         "date": date,
         "commit": commit,
         "command": command,
+        "backend": setup.backend,
+        "nodes": setup.nodes,
         "smoke": smoke,
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "scenarios": results,
@@ -105,7 +140,12 @@ pub fn write(out: &Path, commit: &str, date: &str, command: &str, smoke: bool, f
     }
     std::fs::write(out, serde_json::to_string_pretty(&combined)? + "\n")
         .with_context(|| format!("cannot write {}", out.display()))?;
-    print!("{}", if smoke { smoke_table(&results) } else { table(&results) });
+    // The table shows this backend and node count only.
+    let shown: Vec<ScenarioResult> = results.into_iter().filter(|r| setup.ran(r)).collect();
+    if setup.backend != "sqlite" || setup.nodes != 1 {
+        println!("{}, {} node{}:\n", setup.backend, setup.nodes, if setup.nodes == 1 { "" } else { "s" });
+    }
+    print!("{}", if smoke { smoke_table(&shown) } else { table(&shown) });
     Ok(())
 }
 
@@ -119,6 +159,9 @@ fn smoke_table(results: &[ScenarioResult]) -> String {
     );
     for row in ROWS {
         let Some(result) = results.iter().find(|r| r.scenario == row.scenario) else { continue };
+        if skipped(row, result) {
+            continue;
+        }
         let shown = figure(row, result).map_or_else(|| "—".to_owned(), |v| format!("{} {}", format_number(v), row.unit).trim_end().to_owned());
         text.push_str(&format!("| {} | {} | {} |\n", row.scenario, label(row, result), shown));
     }
@@ -131,6 +174,11 @@ fn figure(row: &Row, result: &ScenarioResult) -> Option<f64> {
         "lost" => Some(result.figures.get("lost").unwrap_or(0.0) + result.figures.get("duplicates").unwrap_or(0.0)),
         figure => result.figures.get(figure),
     }
+}
+
+/// PostgreSQL's CPU is measured on that backend only: its rows are left out elsewhere.
+fn skipped(row: &Row, result: &ScenarioResult) -> bool {
+    row.figure.starts_with("postgres_") && result.figures.get(row.figure).is_none()
 }
 
 /// The binary-size row says what was measured: a server-only build is not the shipped binary.
@@ -153,6 +201,9 @@ fn table(results: &[ScenarioResult]) -> String {
     let mut text = String::from("| # | figure | measured (median) | target | met | bare relay |\n|---|---|---|---|---|---|\n");
     for row in ROWS {
         let Some(result) = results.iter().find(|r| r.scenario == row.scenario) else { continue };
+        if skipped(row, result) {
+            continue;
+        }
         let value = figure(row, result);
         // The steady rate is met when (nearly) all of the asked rate was delivered; a binary
         // without the web app cannot meet or miss the shipped binary's target.
@@ -220,6 +271,34 @@ mod tests {
         assert!(full.contains("| 8 | release binary, no web app (CHATD_SKIP_UI=1), stripped | 7.5 MB | ≤ 20 |  |"), "{full}");
         let embedded = table(&[result(8, &[("binary_mb", 9.1), ("ui_embedded", 1.0)])]);
         assert!(embedded.contains("| 8 | release binary, UI embedded, stripped | 9.1 MB | ≤ 20 | yes |"), "{embedded}");
+    }
+
+    #[test]
+    fn each_backend_and_node_count_keeps_its_own_results_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("chatd-bench-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, input) = (dir.join("results.json"), dir.join("scenario-1.json"));
+        let write_run = |backend: &str, nodes: usize, rate: f64| {
+            let line = serde_json::to_string(&result(1, &[("msgs_per_s", rate)])).unwrap();
+            std::fs::write(&input, line + "\n").unwrap();
+            let setup = Setup { backend: backend.to_owned(), nodes };
+            write(&out, "abc", "2026-12-10", "bench/run.sh", false, &setup, std::slice::from_ref(&input)).unwrap();
+        };
+        write_run("sqlite", 1, 100.0);
+        write_run("postgres", 2, 50.0);
+        write_run("postgres", 2, 60.0);
+        write_run("postgres", 3, 40.0);
+        let combined: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let kept: Vec<(String, u64, f64)> = combined["scenarios"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["backend"].as_str().unwrap().to_owned(), r["nodes"].as_u64().unwrap(), r["figures"]["msgs_per_s"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(kept, [("sqlite".into(), 1, 100.0), ("postgres".into(), 2, 60.0), ("postgres".into(), 3, 40.0)]);
+        assert_eq!((combined["backend"].as_str(), combined["nodes"].as_u64()), (Some("postgres"), Some(3)));
+        assert_eq!(combined["scenarios"][1]["provenance"]["nodes"], 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::{
     ScenarioArgs,
-    client::{Account, Target, Ws, parse_frame},
+    client::{Account, Nodes, Target, Ws, parse_frame},
     stats::{Figures, Latency, now_ns},
     traffic::{self, Load, Pair, Plan},
 };
@@ -34,14 +34,28 @@ pub struct ScenarioResult {
     pub runs: Vec<Figures>,
     pub figures: Figures,
     pub failures: Vec<String>,
+    /// The servers' storage, `sqlite` or `postgres`; filled in by `chatd-bench report`.
+    #[serde(default = "sqlite")]
+    pub backend: String,
+    /// How many `chatd serve` nodes the traffic was spread over.
+    #[serde(default = "one")]
+    pub nodes: usize,
     /// Where the figures came from; filled in by `chatd-bench report`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<serde_json::Value>,
 }
 
+fn sqlite() -> String {
+    "sqlite".to_owned()
+}
+
+fn one() -> usize {
+    1
+}
+
 pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
     let started = Instant::now();
-    let result = match args.number {
+    let mut result = match args.number {
         1 => throughput(&args, 1, "max throughput, window 64", 64).await?,
         2 => throughput(&args, 2, "max throughput, wait for each ack", 1).await?,
         3 | 6 => steady(&args).await?,
@@ -52,6 +66,9 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
         9 => room_fan_out(&args).await?,
         n => bail!("no scenario {n}"),
     };
+    if !matches!(args.number, 7 | 8) {
+        result.nodes = args.url.len();
+    }
     eprintln!(
         "scenario {} ({}) finished in {:.1} s: {}",
         result.scenario,
@@ -63,19 +80,22 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
     Ok(result.failures.is_empty())
 }
 
-pub async fn wait_ready(url: &str, timeout: f64, pid: Option<u32>) -> anyhow::Result<()> {
-    let target = Target::new(url)?;
+pub async fn wait_ready(urls: &[String], timeout: f64, pid: Option<u32>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 600.0));
-    while Instant::now() < deadline {
-        if target.is_ready().await {
-            return Ok(());
+    for url in urls {
+        let target = Target::new(url)?;
+        loop {
+            if target.is_ready().await {
+                break;
+            }
+            if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+                bail!("the server exited before it was ready");
+            }
+            ensure!(Instant::now() < deadline, "{url} was not ready within {timeout} s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-            bail!("the server exited before it was ready");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("{url} was not ready within {timeout} s")
+    Ok(())
 }
 
 /// A prefix that keeps this run's usernames apart from any earlier run's on the same server.
@@ -88,23 +108,23 @@ fn log(message: impl AsRef<str>) {
     eprintln!("[{:8.3}s] {}", now_ns() as f64 / 1e9, message.as_ref());
 }
 
-async fn setup_pairs(target: &Target, prefix: &str, pairs: usize) -> anyhow::Result<Vec<Pair>> {
+async fn setup_pairs(nodes: &Nodes, prefix: &str, pairs: usize) -> anyhow::Result<Vec<Pair>> {
     let started = Instant::now();
-    let pairs = traffic::setup_pairs(target, prefix, pairs).await?;
+    let pairs = traffic::setup_pairs(nodes, prefix, pairs).await?;
     log(format!("{} pairs signed up, signed in and connected in {:.1} s", pairs.len(), started.elapsed().as_secs_f64()));
     Ok(pairs)
 }
 
 /// Scenarios 1 and 2: closed loop, as fast as the window allows.
 async fn throughput(args: &ScenarioArgs, number: u8, name: &str, default_window: u64) -> anyhow::Result<ScenarioResult> {
-    let target = Target::new(&args.url)?;
+    let nodes = Nodes::new(&args.url)?;
     let pair_count = args.pick(args.pairs, 500, 10);
     let window = args.window.unwrap_or(default_window).max(1);
     let runs = args.pick(args.runs, 3, 1).max(1);
     let warmup = args.secs(args.warmup, 2.0, 0.3);
     let duration = args.secs(args.duration, 10.0, 1.0);
     let drain = Duration::from_secs_f64(args.drain);
-    let mut pairs = setup_pairs(&target, &run_prefix(), pair_count).await?;
+    let mut pairs = setup_pairs(&nodes, &run_prefix(), pair_count).await?;
     let mut result = ScenarioResult::new(
         number,
         name,
@@ -113,7 +133,7 @@ async fn throughput(args: &ScenarioArgs, number: u8, name: &str, default_window:
     );
     for run in 0..runs {
         let plan = Plan::simple(Load::Closed { window, per_sender: None }, warmup, duration, drain, args.body_bytes);
-        let cpu = CpuMeter::start(args.server_pid);
+        let cpu = CpuMeter::start(args);
         let (back, outcome) = traffic::run(pairs, plan).await?;
         pairs = back;
         let mut figures = Figures::default();
@@ -137,7 +157,7 @@ async fn throughput(args: &ScenarioArgs, number: u8, name: &str, default_window:
 /// right after each run's baseline window and compares the chat latency during it.
 async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let storm_mode = args.number == 6;
-    let target = Target::new(&args.url)?;
+    let nodes = Nodes::new(&args.url)?;
     let pair_count = args.pick(args.pairs, 500, 10);
     let rate = args.pick(args.rate, 10_000.0, 500.0);
     let idle = args.pick(args.idle, 5_000, 20);
@@ -152,11 +172,11 @@ async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     // Idle users first: creating thousands takes minutes, and the pairs' sockets should not sit
     // unread that long (the server drops sockets that stay silent).
     let started = Instant::now();
-    let idle_accounts = target.create_accounts((0..idle).map(|i| format!("{prefix}i{i}")).collect()).await?;
-    let idle_sockets = target.connect_all(idle_accounts.iter().map(|a| a.token.clone()).collect(), IDLE_READ_BUFFER).await?;
+    let idle_accounts = nodes.create_accounts(nodes.round_robin((0..idle).map(|i| format!("{prefix}i{i}")))).await?;
+    let idle_sockets = nodes.connect_all(idle_accounts.iter().map(|a| (a.token.clone(), a.node)).collect(), IDLE_READ_BUFFER).await?;
     let idle_sockets = keep_alive(idle_sockets);
     log(format!("{} idle users connected in {:.1} s", idle.min(idle_accounts.len()), started.elapsed().as_secs_f64()));
-    let mut pairs = setup_pairs(&target, &prefix, pair_count).await?;
+    let mut pairs = setup_pairs(&nodes, &prefix, pair_count).await?;
 
     let (number, name) =
         if storm_mode { (6, "sign-in storm during steady traffic") } else { (3, "steady rate with idle users") };
@@ -179,9 +199,9 @@ async fn steady(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         }
         let storm_task = storm_mode.then(|| {
             let accounts: Vec<Account> = idle_accounts.iter().chain(pairs.iter().map(|p| &p.sender_account)).cloned().collect();
-            tokio::spawn(sign_in_storm(target.clone(), accounts, storm, storm_at))
+            tokio::spawn(sign_in_storm(nodes.clone(), accounts, storm, storm_at))
         });
-        let cpu = CpuMeter::start(args.server_pid);
+        let cpu = CpuMeter::start(args);
         let (back, outcome) = traffic::run(pairs, plan).await?;
         pairs = back;
         let mut figures = Figures::default();
@@ -256,15 +276,16 @@ fn keep_alive(sockets: Vec<Ws>) -> Vec<tokio::task::JoinHandle<()>> {
         .collect()
 }
 
-/// Fires `count` sign-ins at once at `at_ns`; returns (succeeded, failed, seconds until the last).
-async fn sign_in_storm(target: Target, accounts: Vec<Account>, count: usize, at_ns: u64) -> anyhow::Result<(u64, u64, f64)> {
+/// Fires `count` sign-ins at once at `at_ns`, each on the node the account lives on; returns
+/// (succeeded, failed, seconds until the last).
+async fn sign_in_storm(nodes: Nodes, accounts: Vec<Account>, count: usize, at_ns: u64) -> anyhow::Result<(u64, u64, f64)> {
     ensure!(!accounts.is_empty(), "no accounts to sign in");
     tokio::time::sleep_until(crate::stats::instant_at(at_ns).into()).await;
     let started = Instant::now();
     let tasks: Vec<_> = (0..count)
         .map(|i| {
-            let target = target.clone();
-            let username = accounts[i % accounts.len()].username.clone();
+            let account = &accounts[i % accounts.len()];
+            let (target, username) = (nodes.at(account.node).clone(), account.username.clone());
             tokio::spawn(async move { target.sign_in(&username).await })
         })
         .collect();
@@ -283,27 +304,28 @@ async fn sign_in_storm(target: Target, accounts: Vec<Account>, count: usize, at_
 
 /// Scenario 4: many idle authenticated sockets; server memory per socket and ping round trips.
 async fn idle_sockets(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
-    let target = Target::new(&args.url)?;
+    let nodes = Nodes::new(&args.url)?;
     let sockets = args.pick(args.sockets, 18_500, 100);
     // Twenty sockets per user: the most the server's default `sockets_per_user` allows.
     let users = args.pick(args.socket_users, sockets.div_ceil(20), sockets.div_ceil(20)).clamp(1, sockets.max(1));
     let pings = args.pick(args.pings, 2_000, 100);
-    let pid = args.server_pid;
+    let pids = &args.server_pid;
     let prefix = run_prefix();
-    let accounts = target.create_accounts((0..users).map(|i| format!("{prefix}u{i}")).collect()).await?;
+    let accounts = nodes.create_accounts(nodes.round_robin((0..users).map(|i| format!("{prefix}u{i}")))).await?;
     // Memory per socket is the slope between a tenth of the sockets and all of them, so that
-    // one-time allocations and what sign-ups left behind are not charged to the sockets.
-    let tokens: Vec<String> = (0..sockets).map(|i| accounts[i % users].token.clone()).collect();
+    // one-time allocations and what sign-ups left behind are not charged to the sockets. Sockets
+    // go round-robin over the nodes, and the nodes' memory is summed.
+    let tokens: Vec<(String, usize)> = (0..sockets).map(|i| (accounts[i % users].token.clone(), i)).collect();
     let first = (sockets / 10).max(1).min(sockets);
-    let mut open = target.connect_all(tokens[..first].to_vec(), IDLE_READ_BUFFER).await?;
+    let mut open = nodes.connect_all(tokens[..first].to_vec(), IDLE_READ_BUFFER).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_before = pid.map(rss_kib).transpose()?;
+    let rss_before = total_rss_kib(pids)?;
     let started = Instant::now();
-    open.extend(target.connect_all(tokens[first..].to_vec(), IDLE_READ_BUFFER).await?);
+    open.extend(nodes.connect_all(tokens[first..].to_vec(), IDLE_READ_BUFFER).await?);
     let open_seconds = started.elapsed().as_secs_f64();
     log(format!("{} idle sockets open ({} in {open_seconds:.1} s)", open.len(), sockets - first));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_after = pid.map(rss_kib).transpose()?;
+    let rss_after = total_rss_kib(pids)?;
 
     let mut figures = Figures::default();
     figures.set("sockets", open.len() as f64);
@@ -324,7 +346,7 @@ async fn idle_sockets(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     if open.len() != sockets {
         failures.push(format!("only {} of {sockets} sockets survived", open.len()));
     }
-    if pid.is_none() {
+    if pids.is_empty() {
         log("no --server-pid: server memory not measured");
     }
     drop(open);
@@ -393,13 +415,13 @@ async fn ping(ws: &mut Ws) -> anyhow::Result<()> {
 
 /// Scenario 5: store many messages fast over WebSockets, then time history pages over HTTP.
 async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
-    let target = Target::new(&args.url)?;
+    let nodes = Nodes::new(&args.url)?;
     let pair_count = args.pick(args.pairs, 50, 4).max(1);
     let seed = args.pick(args.seed, 10_000_000, 2_000);
     let window = args.window.unwrap_or(256).max(1);
     let duration = args.secs(args.duration, 10.0, 1.0);
     let runs = args.pick(args.runs, 3, 1).max(1);
-    let pairs = setup_pairs(&target, &run_prefix(), pair_count).await?;
+    let pairs = setup_pairs(&nodes, &run_prefix(), pair_count).await?;
 
     let per_sender = seed.div_ceil(pair_count as u64);
     let seed_limit = Duration::from_secs(if args.smoke { 60 } else { 3600 });
@@ -407,7 +429,7 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     plan.windows.clear();
     log(format!("seeding {} messages over {pair_count} pairs (window {window})", per_sender * pair_count as u64));
     let started = Instant::now();
-    let cpu = CpuMeter::start(args.server_pid);
+    let cpu = CpuMeter::start(args);
     let (pairs, outcome) = traffic::run(pairs, plan).await?;
     let mut seed_figures = Figures::default();
     cpu.finish(outcome.acked, &mut seed_figures);
@@ -416,8 +438,17 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let mut failures = outcome.failures();
     let seeded = outcome.acked;
 
-    let conversations: Arc<Vec<(String, String)>> =
-        Arc::new(pairs.iter().map(|p| (p.sender_account.token.clone(), p.receiver_account.username.clone())).collect());
+    // Each page is read from the node its reader (the pair's sender) lives on.
+    let conversations: Arc<Vec<Conversation>> = Arc::new(
+        pairs
+            .iter()
+            .map(|p| Conversation {
+                target: nodes.at(p.sender_account.node).clone(),
+                token: p.sender_account.token.clone(),
+                peer: p.receiver_account.username.clone(),
+            })
+            .collect(),
+    );
     let mut result = ScenarioResult::new(
         5,
         "history page of 50",
@@ -433,7 +464,7 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         }
         for (label, deep) in [("history", false), ("history_deep", true)] {
             let (latency, requests, errors, seconds) =
-                time_history(&target, conversations.clone(), args.concurrency, duration, deep, seeded, run as u64).await;
+                time_history(conversations.clone(), args.concurrency, duration, deep, seeded, run as u64).await;
             latency.add_to(label, &mut figures);
             figures.set(&format!("{label}_per_s"), requests as f64 / seconds);
             if errors > 0 {
@@ -453,11 +484,17 @@ async fn history(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     Ok(result.finish())
 }
 
+/// A direct conversation whose history scenario 5 reads: who reads it, where, and with whom.
+struct Conversation {
+    target: Target,
+    token: String,
+    peer: String,
+}
+
 /// Closed-loop history requests from `concurrency` workers for `duration`. `deep` pages back
 /// from a random id instead of reading the newest page.
 async fn time_history(
-    target: &Target,
-    conversations: Arc<Vec<(String, String)>>,
+    conversations: Arc<Vec<Conversation>>,
     concurrency: usize,
     duration: Duration,
     deep: bool,
@@ -468,7 +505,7 @@ async fn time_history(
     let deadline = started + duration;
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|w| {
-            let (target, conversations) = (target.clone(), conversations.clone());
+            let conversations = conversations.clone();
             tokio::spawn(async move {
                 let mut random = XorShift::new(salt * 1000 + w as u64 + 1);
                 let mut latency = Latency::default();
@@ -478,7 +515,7 @@ async fn time_history(
                     if Instant::now() >= deadline {
                         break;
                     }
-                    let (token, peer) = &conversations[random.below(conversations.len() as u64) as usize];
+                    let Conversation { target, token, peer } = &conversations[random.below(conversations.len() as u64) as usize];
                     let before = deep.then(|| random.below(max_id.max(1)) as i64 + 2);
                     let sent = now_ns();
                     match target.history_page(token, peer, 50, before).await {
@@ -617,13 +654,17 @@ fn binary_size(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
 fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    /// Clock ticks per second; Linux reports `/proc` times in USER_HZ, which is 100 everywhere.
-    const TICKS_PER_SECOND: f64 = 100.0;
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
     };
-    let stat = std::fs::read_to_string(path).ok()?;
+    parse_cpu_seconds(&std::fs::read_to_string(path).ok()?)
+}
+
+/// User + system seconds from a `/proc/<pid>/stat` line.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    /// Clock ticks per second; Linux reports `/proc` times in USER_HZ, which is 100 everywhere.
+    const TICKS_PER_SECOND: f64 = 100.0;
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
     let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
     let user: f64 = fields.next()?.parse().ok()?;
@@ -631,25 +672,78 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some((user + system) / TICKS_PER_SECOND)
 }
 
-/// Measures the CPU both processes spend on a piece of traffic.
+/// The CPU seconds of all of `pids`, summed; `None` without pids or if one of them has gone.
+fn total_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_seconds(Some(pid))).sum()
+}
+
+/// CPU seconds PostgreSQL has spent so far for `database`: the backends whose process title
+/// names it, and the server's background processes (checkpointer, WAL writer, …), which work
+/// for every database. Other databases' backends are left out; a backend that exits takes its
+/// CPU with it, which chatd's pooled connections do not do during a run.
+fn postgres_cpu_seconds(database: &str) -> Option<f64> {
+    let mut total = 0.0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else { continue };
+        if std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or(true, |comm| comm.trim_end() != "postgres") {
+            continue;
+        }
+        let Ok(title) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        if !postgres_process_counts(&String::from_utf8_lossy(&title).replace('\0', " "), database) {
+            continue;
+        }
+        total += std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().as_deref().and_then(parse_cpu_seconds).unwrap_or(0.0);
+    }
+    Some(total)
+}
+
+/// Whether a PostgreSQL process, by its title (`postgres: [cluster: ]user database host(port)
+/// state` for a backend, `postgres: [cluster: ]checkpointer` and the like for the server's own),
+/// works for `database`.
+fn postgres_process_counts(title: &str, database: &str) -> bool {
+    let Some(rest) = title.trim_end().strip_prefix("postgres: ") else { return false };
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    // A client backend or worker names its database; the server's own processes name none.
+    let backend = words.iter().any(|w| w.ends_with(')') || *w == "[local]") || rest.contains("worker");
+    if backend { words.contains(&database) } else { true }
+}
+
+/// Measures the CPU the servers, PostgreSQL (with `--postgres-db`) and the load generator spend
+/// on a piece of traffic.
 struct CpuMeter {
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
+    postgres_db: Option<String>,
     server: Option<f64>,
+    postgres: Option<f64>,
     bench: Option<f64>,
 }
 
 impl CpuMeter {
-    fn start(server_pid: Option<u32>) -> Self {
-        Self { server_pid, server: server_pid.and_then(|p| cpu_seconds(Some(p))), bench: cpu_seconds(None) }
+    fn start(args: &ScenarioArgs) -> Self {
+        let postgres_db = args.postgres_db.clone();
+        Self {
+            server: total_cpu_seconds(&args.server_pid),
+            postgres: postgres_db.as_deref().and_then(postgres_cpu_seconds),
+            server_pids: args.server_pid.clone(),
+            postgres_db,
+            bench: cpu_seconds(None),
+        }
     }
 
-    /// Adds server and load-generator CPU microseconds per delivered message.
+    /// Adds server, PostgreSQL and load-generator CPU microseconds per delivered message.
     fn finish(self, messages: u64, figures: &mut Figures) {
         let per_message = |before: Option<f64>, after: Option<f64>| {
             Some((after? - before?) * 1e6 / messages.max(1) as f64)
         };
-        if let Some(us) = per_message(self.server, self.server_pid.and_then(|p| cpu_seconds(Some(p)))) {
+        if let Some(us) = per_message(self.server, total_cpu_seconds(&self.server_pids)) {
             figures.set("server_cpu_us_per_msg", us);
+        }
+        if let Some(us) = per_message(self.postgres, self.postgres_db.as_deref().and_then(postgres_cpu_seconds)) {
+            figures.set("postgres_cpu_us_per_msg", us);
         }
         if let Some(us) = per_message(self.bench, cpu_seconds(None)) {
             figures.set("bench_cpu_us_per_msg", us);
@@ -657,7 +751,15 @@ impl CpuMeter {
     }
 }
 
-/// The server's resident memory, from `/proc/<pid>/status`.
+/// The servers' resident memory, summed, from `/proc/<pid>/status`; `None` without pids.
+fn total_rss_kib(pids: &[u32]) -> anyhow::Result<Option<u64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    pids.iter().map(|&pid| rss_kib(pid)).sum::<anyhow::Result<u64>>().map(Some)
+}
+
+/// A server's resident memory, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("no process {pid}"))?;
     status
@@ -676,6 +778,8 @@ impl ScenarioResult {
             runs: Vec::new(),
             figures: Figures::default(),
             failures: Vec::new(),
+            backend: sqlite(),
+            nodes: 1,
             provenance: None,
         }
     }
@@ -702,7 +806,7 @@ impl ScenarioResult {
 async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     const RUN_END: u64 = 1_000_000;
 
-    let target = Target::new(&args.url)?;
+    let nodes = Nodes::new(&args.url)?;
     let members = args.pick(args.members, 1000, 50).max(2);
     let posters = args.pick(args.posters, 10, 2).clamp(1, members);
     let rate = args.pick(args.rate, 100.0, 40.0);
@@ -712,10 +816,11 @@ async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     let prefix = run_prefix();
 
     let started = Instant::now();
-    let accounts = target.create_accounts((0..members).map(|i| format!("{prefix}m{i}")).collect()).await?;
-    let room = target.create_room(&accounts[0].token, &format!("{prefix}room"), &accounts[1..]).await?;
-    let sockets = target.connect_all(accounts.iter().map(|a| a.token.clone()).collect(), IDLE_READ_BUFFER).await?;
-    log(format!("{members} members in room {room}, connected in {:.1} s", started.elapsed().as_secs_f64()));
+    // Members, posters among them, go round-robin over the nodes: every node posts and delivers.
+    let accounts = nodes.create_accounts(nodes.round_robin((0..members).map(|i| format!("{prefix}m{i}")))).await?;
+    let room = nodes.at(accounts[0].node).create_room(&accounts[0].token, &format!("{prefix}room"), &accounts[1..]).await?;
+    let sockets = nodes.connect_all(accounts.iter().map(|a| (a.token.clone(), a.node)).collect(), IDLE_READ_BUFFER).await?;
+    log(format!("{members} members in room {room} on {} node(s), connected in {:.1} s", nodes.len(), started.elapsed().as_secs_f64()));
 
     let mut result = ScenarioResult::new(
         9,
@@ -785,7 +890,7 @@ async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
     for run in 1..=runs as u64 {
         run_tx.send_replace(run);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let cpu = CpuMeter::start(args.server_pid);
+        let cpu = CpuMeter::start(args);
         let per_poster = rate / posters as f64;
         let interval = Duration::from_secs_f64(1.0 / per_poster);
         let sends = (per_poster * duration.as_secs_f64()).round() as u64;
@@ -826,8 +931,12 @@ async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         let expected = sent * (members as u64 - 1);
         let mut figures = Figures::default();
         cpu.finish(delivered, &mut figures);
-        if let Some(us) = figures.get("server_cpu_us_per_msg") {
-            figures.set("server_cpu_us_per_delivery", us);
+        for (per_message, per_delivery) in
+            [("server_cpu_us_per_msg", "server_cpu_us_per_delivery"), ("postgres_cpu_us_per_msg", "postgres_cpu_us_per_delivery")]
+        {
+            if let Some(us) = figures.get(per_message) {
+                figures.set(per_delivery, us);
+            }
         }
         figures.set("messages", sent as f64);
         figures.set("deliveries", delivered as f64);
@@ -847,4 +956,32 @@ async fn room_fan_out(args: &ScenarioArgs) -> anyhow::Result<ScenarioResult> {
         result.add_run(figures, failures);
     }
     Ok(result.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_processes_of_this_database_and_the_servers_own_count() {
+        let db = "chatd_bench_1";
+        assert!(postgres_process_counts("postgres: 15/main: postgres chatd_bench_1 127.0.0.1(50312) idle", db));
+        assert!(postgres_process_counts("postgres: chatd chatd_bench_1 [local] INSERT", db));
+        assert!(!postgres_process_counts("postgres: 15/main: postgres test 127.0.0.1(50400) idle", db));
+        assert!(!postgres_process_counts("postgres: 15/main: postgres chatd_bench_12 127.0.0.1(50400) idle", db));
+        assert!(postgres_process_counts("postgres: 15/main: autovacuum worker chatd_bench_1", db));
+        assert!(!postgres_process_counts("postgres: 15/main: autovacuum worker test", db));
+        assert!(postgres_process_counts("postgres: 15/main: checkpointer ", db));
+        assert!(postgres_process_counts("postgres: walwriter", db));
+        assert!(!postgres_process_counts("/usr/lib/postgresql/15/bin/postgres -D /var/lib/postgresql/15/main", db));
+    }
+
+    #[test]
+    fn cpu_seconds_from_a_stat_line() {
+        let stat = "4242 (chatd (x)) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.0));
+        assert!(cpu_seconds(None).is_some());
+        assert_eq!(total_cpu_seconds(&[]), None);
+        assert_eq!(total_cpu_seconds(&[u32::MAX]), None);
+    }
 }

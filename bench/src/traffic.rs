@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::{
-    client::{Account, Target, Ws, parse_body, parse_frame, send_frame},
+    client::{Account, Nodes, Ws, parse_body, parse_frame, send_frame},
     stats::{Figures, Latency, SeqSet, instant_at, now_ns, us},
 };
 
@@ -160,15 +160,16 @@ struct Progress {
 }
 
 /// Creates `pairs` sender/receiver users named after `prefix`, signs them in, opens their sockets.
-pub async fn setup_pairs(target: &Target, prefix: &str, pairs: usize) -> anyhow::Result<Vec<Pair>> {
-    let mut names = Vec::with_capacity(pairs * 2);
-    for i in 0..pairs {
-        names.push(format!("{prefix}s{i}"));
-        names.push(format!("{prefix}r{i}"));
-    }
-    let accounts = target.create_accounts(names).await?;
-    let tokens = accounts.iter().map(|a| a.token.clone()).collect();
-    let sockets = target.connect_all(tokens, BUSY_READ_BUFFER).await?;
+/// On several nodes pair k's sender sits on node k and its receiver on node k + 1 (modulo the node
+/// count): every message crosses from one node to another, and every node both commits and delivers.
+pub async fn setup_pairs(nodes: &Nodes, prefix: &str, pairs: usize) -> anyhow::Result<Vec<Pair>> {
+    let names = pair_placement(nodes.len(), pairs).into_iter().enumerate().map(|(i, node)| {
+        let role = if i % 2 == 0 { 's' } else { 'r' };
+        (format!("{prefix}{role}{}", i / 2), node)
+    });
+    let accounts = nodes.create_accounts(names.collect()).await?;
+    let tokens = accounts.iter().map(|a| (a.token.clone(), a.node)).collect();
+    let sockets = nodes.connect_all(tokens, BUSY_READ_BUFFER).await?;
     let mut sockets = sockets.into_iter();
     let mut accounts = accounts.into_iter();
     let mut out = Vec::with_capacity(pairs);
@@ -189,6 +190,11 @@ pub async fn setup_pairs(target: &Target, prefix: &str, pairs: usize) -> anyhow:
         });
     }
     Ok(out)
+}
+
+/// The node of each user in sender, receiver, sender, … order.
+fn pair_placement(nodes: usize, pairs: usize) -> Vec<usize> {
+    (0..pairs).flat_map(|k| [k % nodes.max(1), (k + 1) % nodes.max(1)]).collect()
 }
 
 /// Runs `plan` over `pairs` and hands the pairs back for the next plan.
@@ -578,4 +584,18 @@ async fn drive_receiver(
         }
     }
     (r, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_spans_two_nodes_and_every_node_sends() {
+        assert_eq!(pair_placement(1, 2), [0, 0, 0, 0]);
+        assert_eq!(pair_placement(2, 2), [0, 1, 1, 0]);
+        let three = pair_placement(3, 3);
+        assert_eq!(three, [0, 1, 1, 2, 2, 0]);
+        assert!(three.chunks(2).all(|pair| pair[0] != pair[1]));
+    }
 }
