@@ -162,6 +162,7 @@ async fn unknown_users_and_wrong_passwords_look_the_same() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_tokens_passwords_or_message_bodies() {
     let data_dir = tempfile::tempdir().unwrap();
+    let _database = database::TestDatabase::for_dir(data_dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut command = Command::cargo_bin("chatd").unwrap();
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHATD_")) {
@@ -173,6 +174,7 @@ async fn logs_never_contain_tokens_passwords_or_message_bodies() {
         .env("CHATD_DATA_DIR", data_dir.path())
         .env("CHATD_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "trace")
+        .envs(database::env_for(data_dir.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -31,6 +31,10 @@ struct Services {
 
 /// The PostgreSQL server and NATS the test needs, or `None` (and a line saying why) without them.
 fn services(test: &str) -> Option<Services> {
+    if std::env::var("CHATD_TEST_BACKEND").as_deref() == Ok("postgres") {
+        println!("{test}: skipped: the cluster runs on PostgreSQL whatever the backend of the pass, so once, in the default pass");
+        return None;
+    }
     let postgres = std::env::var("CHATD_TEST_POSTGRES").ok().filter(|url| !url.is_empty());
     let nats = std::env::var("CHATD_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let missing = match &postgres {
@@ -375,6 +379,13 @@ impl Live {
     }
 }
 
+impl Drop for Live {
+    fn drop(&mut self) {
+        // The reader holds the socket's read half: without it the socket closes.
+        self.reader.abort();
+    }
+}
+
 fn assert_rising(ids: &[i64], what: &str) {
     for pair in ids.windows(2) {
         assert!(pair[0] < pair[1], "{what}: {} then {} (each message once, in order): {ids:?}", pair[0], pair[1]);
@@ -441,11 +452,12 @@ async fn three_nodes_hold_every_acked_message_once_and_in_order_through_a_node_k
             nodes[2].kill9();
         }
     }
-    // Writers whose socket was on node 2 open one on node 0 and resend everything of round two.
+    // Writers whose socket was on node 2 open one on node 0 and resend what was not acked (all of
+    // it: a resend of a stored message is acked again and stored once).
     for &w in &writers {
         if sockets[w][0].0 == 2 {
             let mut again = nodes[0].socket(&tokens[w]).await;
-            for k in PER_ROUND..2 * PER_ROUND {
+            for k in 0..2 * PER_ROUND {
                 let client_id = format!("{}-{k}", names[w]);
                 again.send(send_frame(&target(w, k), &format!("{} says {k}", names[w]), &client_id)).await;
             }
@@ -456,7 +468,11 @@ async fn three_nodes_hold_every_acked_message_once_and_in_order_through_a_node_k
     let mut acked: BTreeMap<String, i64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.len() < sent.len() {
-        assert!(Instant::now() < deadline, "only {} of {} messages acked", acked.len(), sent.len());
+        if Instant::now() > deadline {
+            let missing: Vec<&String> = sent.keys().filter(|c| !acked.contains_key(*c)).collect();
+            let last_frames: Vec<Vec<Value>> = sockets.iter().map(|mine| mine.last().unwrap().1.frames()).collect();
+            panic!("only {} of {} messages acked; missing {missing:?}; last sockets' frames: {last_frames:?}", acked.len(), sent.len());
+        }
         for mine in &sockets {
             for (_, socket) in mine {
                 for frame in socket.frames().iter().filter(|f| f["type"] == "ack") {
@@ -506,7 +522,16 @@ async fn three_nodes_hold_every_acked_message_once_and_in_order_through_a_node_k
     // fay's only node died: she goes offline for ann within the documented bound; ben, whose
     // other socket lives, does not.
     let ann_watch = &sockets[0][0].1;
-    ann_watch.wait_for("fay offline", |f| f["type"] == "presence" && f["username"] == "fay" && f["online"] == false).await;
+    let offline = |f: &Value| f["type"] == "presence" && f["username"] == "fay" && f["online"] == false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ann_watch.frames().iter().any(offline) {
+        assert!(
+            Instant::now() < deadline,
+            "fay is not offline for ann 30 s after her node died:\n{}",
+            std::fs::read_to_string(&nodes[0].log).unwrap().lines().filter(|l| !l.contains("request method")).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(!ann_watch.frames().iter().any(|f| f["type"] == "presence" && f["username"] == "ben" && f["online"] == false));
 
     // The node comes back and takes clients again.
@@ -581,8 +606,8 @@ async fn a_writer_that_commits_late_holds_back_later_ids_so_no_client_can_skip_o
         watcher.wait_for("the later message", |f| f["message"]["id"] == later_id).await;
         assert_eq!(watcher.live_ids(), vec![last + 1, last + 2], "ben's socket on node {n}: both, in order, once");
     }
-    let synced = watchers[1].sync(first["id"].as_i64().unwrap()).await;
-    assert_eq!(synced, vec![last + 1, last + 2]);
+    let mut reconnected = b.socket(&ben).await;
+    assert_eq!(reconnected.sync(first["id"].as_i64().unwrap()).await, vec![last + 1, last + 2], "and sync gives both, in order");
     drop(watchers.pop());
 }
 

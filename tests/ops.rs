@@ -15,6 +15,7 @@ fn chatd(data_dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&st
         command.env_remove(key);
     }
     command.current_dir(data_dir).env("CHATD_DATA_DIR", data_dir).env("RUST_LOG", "warn").args(args);
+    command.envs(database::env_for(data_dir));
     for (key, value) in env {
         command.env(key, value);
     }
@@ -83,6 +84,7 @@ async fn admin_commands_change_accounts_and_close_their_sockets_within_seconds()
 #[test]
 fn user_add_is_scriptable() {
     let dir = tempfile::tempdir().unwrap();
+    let _database = database::TestDatabase::for_dir(dir.path());
     let password = [("CHATD_PASSWORD", PASSWORD)];
     ok(&chatd(dir.path(), &["user", "add", "carol"], &password, None));
     failed(&chatd(dir.path(), &["user", "add", "carol"], &password, None), 1, "already taken");
@@ -94,6 +96,9 @@ fn user_add_is_scriptable() {
 
 #[tokio::test]
 async fn backup_while_serving_gives_a_consistent_database_that_serves_again() {
+    if sqlite_only("`chatd backup` copies a SQLite file (PostgreSQL: pg_dump)") {
+        return;
+    }
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
     server.user("bob").await;
@@ -124,6 +129,17 @@ async fn backup_while_serving_gives_a_consistent_database_that_serves_again() {
 }
 
 #[tokio::test]
+async fn backup_of_a_postgresql_database_refuses_and_points_to_pg_dump() {
+    if database::postgres_only("`chatd backup` refuses PostgreSQL") {
+        return;
+    }
+    let server = TestServer::start().await;
+    let target = server.data_dir.path().join("copy.db");
+    failed(&chatd(server.data_dir.path(), &["backup", "-o", target.to_str().unwrap()], &[], None), 1, "pg_dump");
+    assert!(!target.exists(), "nothing written");
+}
+
+#[tokio::test]
 async fn import_round_trips_and_is_idempotent() {
     let server = TestServer::start().await;
     let alice = server.user("alice").await;
@@ -139,6 +155,7 @@ async fn import_round_trips_and_is_idempotent() {
     std::fs::write(&export_file, &first).unwrap();
 
     let fresh = tempfile::tempdir().unwrap();
+    let _fresh_database = database::TestDatabase::for_dir(fresh.path());
     let file = export_file.to_str().unwrap();
     ok(&chatd(fresh.path(), &["import", file], &[], None));
     assert_eq!(ok(&chatd(fresh.path(), &["export"], &[], None)), first, "export → import → export is identical");
@@ -260,6 +277,7 @@ fn the_dockerfile_builds_what_the_readme_says_and_runs_safely() {
 async fn json_logs_have_one_object_per_request_line() {
     use std::io::Read;
     let dir = tempfile::tempdir().unwrap();
+    let _database = database::TestDatabase::for_dir(dir.path());
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("chatd"));
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CHATD_")) {
@@ -271,6 +289,7 @@ async fn json_logs_have_one_object_per_request_line() {
         .env("CHATD_DATA_DIR", dir.path())
         .env("CHATD_LISTEN", format!("127.0.0.1:{port}"))
         .env("CHATD_LOG__FORMAT", "json")
+        .envs(database::env_for(dir.path()))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -302,6 +321,9 @@ async fn the_write_ahead_log_starts_over_once_it_grows_past_its_limit() {
     use chatd::store::{Store, sql};
     use sea_orm::ConnectionTrait;
 
+    if sqlite_only("SQLite's write-ahead log") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&chatd::Config::for_data_dir(dir.path())).await.unwrap();
     store.migrate().await.unwrap();
@@ -310,25 +332,28 @@ async fn the_write_ahead_log_starts_over_once_it_grows_past_its_limit() {
     store.write.execute_unprepared("CREATE TABLE filler (b BLOB NOT NULL)").await.unwrap();
     // 160 commits of 1 MiB: about 41,000 pages of log, past the 32,768 that trigger a restart.
     for _ in 0..160 {
-        store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (randomblob(1048576))", [])).await.unwrap();
+        store.write.execute_raw(sql(&store.write, "INSERT INTO filler (b) VALUES (randomblob(1048576))", [])).await.unwrap();
     }
     let grown = std::fs::metadata(&wal).unwrap().len();
     assert!(grown > 160 << 20, "the log holds every commit: {grown} bytes");
 
     let pages = store.checkpoint().await.unwrap();
     assert!(pages > 32_768, "the checkpointer saw {pages} pages");
-    store.write.execute_raw(sql("INSERT INTO filler (b) VALUES (x'00')", [])).await.unwrap();
+    store.write.execute_raw(sql(&store.write, "INSERT INTO filler (b) VALUES (x'00')", [])).await.unwrap();
     let trimmed = std::fs::metadata(&wal).unwrap().len();
     assert!(trimmed <= 128 << 20, "the log started over and was trimmed: {trimmed} bytes");
 
-    let rows = store.read.query_one_raw(sql("SELECT COUNT(*) AS n FROM filler", [])).await.unwrap().unwrap();
+    let rows = store.read.query_one_raw(sql(&store.read, "SELECT COUNT(*) AS n FROM filler", [])).await.unwrap().unwrap();
     assert_eq!(rows.try_get::<i64>("", "n").unwrap(), 161);
-    let check = store.read.query_one_raw(sql("PRAGMA integrity_check", [])).await.unwrap().unwrap();
+    let check = store.read.query_one_raw(sql(&store.read, "PRAGMA integrity_check", [])).await.unwrap().unwrap();
     assert_eq!(check.try_get::<String>("", "integrity_check").unwrap(), "ok");
 }
 
 #[tokio::test]
 async fn a_graceful_shutdown_copies_the_log_into_the_database_and_leaves_none_behind() {
+    if sqlite_only("SQLite's write-ahead log") {
+        return;
+    }
     let mut server = TestServer::start().await;
     let alice = server.user("alice").await;
     server.user("bob").await;

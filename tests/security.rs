@@ -619,6 +619,9 @@ async fn with_a_public_url_only_that_origin_may_open_a_websocket() {
 #[test]
 fn the_data_directory_and_everything_in_it_are_private() {
     use std::os::unix::fs::PermissionsExt;
+    if sqlite_only("the modes of SQLite's database file and its backup") {
+        return;
+    }
     let parent = tempfile::tempdir().unwrap();
     let data_dir = parent.path().join("data");
     let chatd = |args: &[&str]| {

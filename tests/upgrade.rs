@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use migration::{Migrator, MigratorTrait};
+use migration::{MigrationName, Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
@@ -82,7 +82,10 @@ async fn the_rooms_migration_rolls_back_to_direct_conversations_and_forward_agai
     let url = format!("sqlite://{}?mode=rw", dir.path().join("chat.db").display());
     let db = Database::connect(&url).await.unwrap();
     db.execute_unprepared("PRAGMA foreign_keys = ON").await.unwrap();
-    Migrator::down(&db, Some(1)).await.unwrap();
+    // Down through the rooms migration and whatever came after it.
+    let all = Migrator::migrations();
+    let rooms = all.iter().position(|m| m.name() == "m20261202_000002_rooms").expect("the rooms migration");
+    Migrator::down(&db, Some((all.len() - rooms) as u32)).await.unwrap();
     let columns = db.query_all_raw(sea_orm::Statement::from_string(db.get_database_backend(), "SELECT name FROM pragma_table_info('conversations')")).await.unwrap();
     let columns: Vec<String> = columns.iter().map(|r| r.try_get("", "name").unwrap()).collect();
     assert_eq!(columns, ["id", "kind", "direct_key", "created_at"]);

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod asyncapi;
+pub mod database;
 pub mod openapi;
 
 use std::{net::SocketAddr, time::Duration};
@@ -25,6 +26,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub data_dir: TempDir,
     pub app: App,
+    /// The PostgreSQL database this server made for its data directory, when the tests run there.
+    database: Option<database::TestDatabase>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -45,6 +48,7 @@ impl TestServer {
         // Tests exercise behaviour at speed; the limits have tests of their own that turn them on.
         config.rate_limits = chatd::config::RateLimitsConfig::unlimited();
         configure(&mut config);
+        let database = use_test_database(&mut config);
         let app = App::open(config).await.expect("app opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().unwrap();
@@ -52,14 +56,17 @@ impl TestServer {
         let task = tokio::spawn(chatd::http::serve(listener, app.clone(), async move {
             let _ = stop.await;
         }));
-        Self { addr, http: reqwest::Client::new(), data_dir, app, shutdown: Some(shutdown), task: Some(task) }
+        Self { addr, http: reqwest::Client::new(), data_dir, app, database, shutdown: Some(shutdown), task: Some(task) }
     }
 
     /// Stops the server gracefully and starts a new one on the same data directory.
     pub async fn restart(mut self) -> Self {
         self.stop_in_place().await;
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        Self::start_in(data_dir, |_| {}).await
+        let database = self.database.take();
+        let mut restarted = Self::start_in(data_dir, |_| {}).await;
+        restarted.database = database;
+        restarted
     }
 
     pub async fn stop_in_place(&mut self) {
@@ -150,6 +157,22 @@ impl Drop for TestServer {
     }
 }
 
+/// On PostgreSQL runs, points a configuration that names no database at its data directory's
+/// test database, made now if there is none; returns the one it made.
+pub fn use_test_database(config: &mut Config) -> Option<database::TestDatabase> {
+    if !config.database.url.is_empty() {
+        return None;
+    }
+    let made = database::TestDatabase::for_dir(&config.data_dir);
+    config.database.url = database::url_for(&config.data_dir).unwrap_or_default();
+    made
+}
+
+/// True (after saying so) when the tests run on PostgreSQL: the caller is about SQLite only.
+pub fn sqlite_only(reason: &str) -> bool {
+    database::sqlite_only(reason)
+}
+
 /// The status and JSON body (null when empty), checked against the OpenAPI document.
 pub async fn into_json(method: &str, path: &str, response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
@@ -169,6 +192,7 @@ pub fn chatd_cli(data_dir: &std::path::Path) -> std::process::Command {
         }
     }
     command.env_remove("RUST_LOG").current_dir(data_dir).env("CHATD_DATA_DIR", data_dir);
+    command.envs(database::env_for(data_dir));
     command
 }
 
