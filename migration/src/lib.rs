@@ -13,6 +13,7 @@ mod m20261124_000004_create_revocations;
 mod m20261202_000001_presence_and_session_addresses;
 mod m20261202_000002_rooms;
 mod m20261204_000001_stream_counter;
+mod m20261204_000002_revocations_by_time;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_presence_and_session_addresses::Migration),
             Box::new(m20261202_000002_rooms::Migration),
             Box::new(m20261204_000001_stream_counter::Migration),
+            Box::new(m20261204_000002_revocations_by_time::Migration),
         ]
     }
 }

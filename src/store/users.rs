@@ -105,8 +105,8 @@ pub async fn sessions_beyond(db: &impl ConnectionTrait, user_id: UserId, keep: u
 pub async fn session_addresses(db: &impl ConnectionTrait, user_id: UserId, since: i64) -> Result<Vec<String>> {
     let rows = db
         .query_all_raw(sql(db,
-            "SELECT DISTINCT address FROM sessions WHERE user_id = ? AND created_at > ? AND address IS NOT NULL
-             ORDER BY created_at DESC LIMIT 100",
+            "SELECT address FROM sessions WHERE user_id = ? AND created_at > ? AND address IS NOT NULL
+             GROUP BY address ORDER BY MAX(created_at) DESC LIMIT 100",
             [user_id.into(), since.into()],
         ))
         .await?;
@@ -171,18 +171,6 @@ pub struct Revocation {
     pub session_id: Option<String>,
 }
 
-pub async fn revocations_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<Revocation>> {
-    let rows = db
-        .query_all_raw(sql(db, "SELECT id, user_id, session_id FROM revocations WHERE id > ? ORDER BY id LIMIT 1000", [after.into()]))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Revocation { id: r.try_get("", "id")?, user_id: r.try_get("", "user_id")?, session_id: r.try_get("", "session_id")? })
-        })
-        .collect::<Result<_, DbErr>>()
-        .map_err(Error::from)
-}
-
 /// Revocations logged at or after `since` (Unix ms), oldest first. With several writers a later id
 /// can commit first, so a follower reads by time, not past the highest id it saw.
 pub async fn revocations_since(db: &impl ConnectionTrait, since: i64) -> Result<Vec<Revocation>> {
@@ -195,11 +183,6 @@ pub async fn revocations_since(db: &impl ConnectionTrait, since: i64) -> Result<
         })
         .collect::<Result<_, DbErr>>()
         .map_err(Error::from)
-}
-
-pub async fn latest_revocation(db: &impl ConnectionTrait) -> Result<i64> {
-    let row = db.query_one_raw(sql(db, "SELECT COALESCE(MAX(id), 0) AS id FROM revocations", [])).await?;
-    Ok(row.map(|r| r.try_get("", "id")).transpose()?.unwrap_or(0))
 }
 
 pub async fn set_password_hash(db: &impl ConnectionTrait, user_id: UserId, hash: String) -> Result<()> {
