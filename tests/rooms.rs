@@ -601,6 +601,14 @@ async fn every_kind_of_conversation(server: &TestServer) {
     server.post(&format!("/api/conversations/{group}/read"), Some(&carol.token), json!({"up_to": 1_000_000})).await;
 }
 
+/// Imports `export` into the data directory `dir` and exports it again.
+fn import_then_export(dir: &std::path::Path, export: &str) -> String {
+    let file = dir.join("export.jsonl");
+    std::fs::write(&file, export).unwrap();
+    run_chatd(dir, &["import", file.to_str().unwrap()]);
+    run_chatd(dir, &["export"])
+}
+
 /// The same export from SQLite and from PostgreSQL: ids, order, markers, memberships and periods
 /// survive the move either way, and PostgreSQL numbers what comes next after what it imported.
 #[tokio::test]
@@ -612,19 +620,13 @@ async fn an_export_moves_between_sqlite_and_postgresql_byte_for_byte() {
     every_kind_of_conversation(&sqlite).await;
     sqlite.stop_in_place().await;
     let from_sqlite = run_chatd(sqlite.data_dir.path(), &["export"]);
-    let file = sqlite.data_dir.path().join("export.jsonl");
-    std::fs::write(&file, &from_sqlite).unwrap();
 
     let on_postgres = tempfile::tempdir().unwrap();
     let _database = database::TestDatabase::for_dir(on_postgres.path());
-    run_chatd(on_postgres.path(), &["import", file.to_str().unwrap()]);
-    let from_postgres = run_chatd(on_postgres.path(), &["export"]);
+    let from_postgres = import_then_export(on_postgres.path(), &from_sqlite);
     assert_eq!(from_postgres, from_sqlite, "SQLite → PostgreSQL");
     let back = tempfile::tempdir().unwrap();
-    let file = back.path().join("export.jsonl");
-    std::fs::write(&file, &from_postgres).unwrap();
-    run_chatd(back.path(), &["import", file.to_str().unwrap()]);
-    assert_eq!(run_chatd(back.path(), &["export"]), from_postgres, "PostgreSQL → SQLite");
+    assert_eq!(import_then_export(back.path(), &from_postgres), from_postgres, "PostgreSQL → SQLite");
 
     let lines: Vec<Value> = from_sqlite.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let highest = |kind: &str| lines.iter().filter(|l| l["type"] == kind).map(|l| l["id"].as_i64().unwrap()).max().unwrap();
@@ -652,13 +654,9 @@ async fn export_then_import_then_export_gives_the_same_bytes_with_every_kind_of_
     let periods = first.lines().filter(|l| l.contains("\"membership\"")).count();
     assert!(periods >= 10, "{first}");
     assert!(first.contains("\"role\":\"admin\"") && first.contains("\"deleted_id\""), "{first}");
-    let file = server.data_dir.path().join("export.jsonl");
-    std::fs::write(&file, &first).unwrap();
     let copy = tempfile::tempdir().unwrap();
     let _copy_database = database::TestDatabase::for_dir(copy.path());
-    run_chatd(copy.path(), &["import", file.to_str().unwrap()]);
-    let second = run_chatd(copy.path(), &["export"]);
-    assert_eq!(second, first);
+    assert_eq!(import_then_export(copy.path(), &first), first);
 
     // The copy serves it all: carol's second time in the private room, the archived room, the group.
     let copied = TestServer::start_in(copy, |_| {}).await;

@@ -6,6 +6,8 @@ pub mod asyncapi;
 pub mod database;
 pub mod openapi;
 
+pub use database::sqlite_only;
+
 use std::{net::SocketAddr, time::Duration};
 
 use chatd::{App, Config};
@@ -168,10 +170,6 @@ pub fn use_test_database(config: &mut Config) -> Option<database::TestDatabase> 
     made
 }
 
-/// True (after saying so) when the tests run on PostgreSQL: the caller is about SQLite only.
-pub fn sqlite_only(reason: &str) -> bool {
-    database::sqlite_only(reason)
-}
 
 /// The status and JSON body (null when empty), checked against the OpenAPI document.
 pub async fn into_json(method: &str, path: &str, response: reqwest::Response) -> (u16, Value) {
